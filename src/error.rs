@@ -1,0 +1,110 @@
+//! The library's error type.
+//!
+//! Every variant carries the objects involved (paths, digests, references)
+//! so that a message read in `status` or on stderr says what went wrong
+//! where, and the underlying cause is kept in `#[source]`.
+
+use std::path::PathBuf;
+
+/// A result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration could not be read or is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+
+    /// A filesystem operation failed.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done ("creating directory", "reading", ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A layer archive broke one of the hostile-archive rules.
+    #[error(transparent)]
+    Unpack(#[from] crate::unpack::UnpackError),
+
+    /// The registry or layout could not be read.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+
+    /// Content did not match its digest or size.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was being verified ("manifest of 127.0.0.1:5000/x", "layer ...").
+        what: String,
+        /// The digest that was asked for.
+        expected: String,
+        /// The digest computed locally.
+        actual: String,
+    },
+
+    /// Content was larger than its descriptor or a configured cap.
+    #[error("{what} is larger than the {limit} bytes allowed")]
+    TooLarge {
+        /// What was being read.
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// The image does not follow the skillimage format.
+    #[error("{reference}: {reason}")]
+    Format {
+        /// The image reference.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// No version of the image qualifies for the skill's channel.
+    #[error("{0}")]
+    NoVersion(String),
+
+    /// Something in a target is in the way and is not ours.
+    #[error("{path} exists and was not installed by skillsyncd")]
+    Conflict {
+        /// The path that is in the way.
+        path: PathBuf,
+    },
+
+    /// The state file could not be read or written.
+    #[error("state file {path}: {reason}")]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done and to which path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Extension to attach a path and an action to `std::io::Result`.
+pub trait IoContext<T> {
+    /// Converts an I/O error into [`Error::Io`] naming `action` and `path`.
+    fn ctx(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(action, path, e))
+    }
+}

@@ -1,0 +1,47 @@
+//! skillsyncd keeps AI agents' skill folders (`~/.claude/skills/<name>/` and
+//! the like) in sync with skill images published as OCI images by
+//! `skillctl`.
+//!
+//! # Layout
+//!
+//! The flow of one reconcile pass, module by module:
+//!
+//! - [`paths`]: where the config, state, cache and socket live (XDG dirs,
+//!   overridable by environment).
+//! - [`config`]: `skills.toml` parsed and validated into types that cannot be
+//!   invalid; every error names the file, line and column.
+//! - [`reference`]: image references (`host[:port]/repository`) and digests.
+//! - [`channel`]: pure tag → version selection (published / testing / draft,
+//!   semver requirements) and lifecycle status rules.
+//! - [`manifest`]: OCI manifest and index parsing and validation of the
+//!   skillimage format.
+//! - [`source`]: where images come from, behind one trait: a registry
+//!   (`source::registry`) or an OCI image layout directory
+//!   (`source::layout`).
+//! - [`cache`]: content-addressed blob cache; digests computed while
+//!   streaming, sizes capped.
+//! - [`unpack`]: hostile-archive rules; a layer unpacked into a staging dir.
+//! - [`install`]: the atomic swap of a staged tree into `<target>/<name>`,
+//!   and crash recovery.
+//! - [`state`]: what is installed where, written atomically.
+//! - [`reconcile`]: one pass for one skill: resolve, fetch, unpack, install,
+//!   record.
+//! - [`daemon`]: the scheduler: a pass at start, then each skill re-checked
+//!   every poll interval, clean shutdown.
+//! - [`error`]: the library's error type.
+
+pub mod cache;
+pub mod channel;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod install;
+pub mod manifest;
+pub mod paths;
+pub mod reconcile;
+pub mod reference;
+pub mod source;
+pub mod state;
+pub mod unpack;
+
+pub use error::{Error, Result};
