@@ -76,6 +76,10 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A background task died (a bug, reported rather than propagated as a panic).
+    #[error("{0}")]
+    Task(String),
+
     /// The state file could not be read or written.
     #[error("state file {path}: {reason}")]
     State {

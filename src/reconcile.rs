@@ -1,1 +1,648 @@
-//! TODO
+//! One reconcile pass for one skill: resolve what the config wants, compare
+//! it with what is installed, and make every target match.
+//!
+//! The steps, in order, each able to fail without touching a target:
+//! 1. **resolve**: the digest to install (a pinned digest; one HEAD for a
+//!    followed tag; a tag list plus HEADs, best version first, for a
+//!    channel). A digest already known from the state file costs no further
+//!    request.
+//! 2. **plan** ([`plan_target`], pure): per target, nothing to do, a
+//!    state-only update (same layer, new manifest: a promotion), an install,
+//!    or a conflict (a folder there that is not ours).
+//! 3. **fetch**: the manifest by digest (verified locally), then the layer
+//!    into the cache (verified while streaming) — once for every target.
+//! 4. **unpack and swap**: per target, into a staging dir beside the skill,
+//!    then an atomic swap ([`crate::install`]).
+//! 5. **record**: the state file, written atomically.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex as StdMutex;
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::cache::{Cache, Fetched};
+use crate::channel::{self, Lookup, SelectError, Status, VersionTag};
+use crate::config::{Config, Selector, Skill};
+use crate::error::{Error, Result};
+use crate::install;
+use crate::manifest::{self, Parsed, SkillManifest};
+use crate::reference::{Digest, ImageRef};
+use crate::source::{Source, Sources};
+use crate::state::{Installed, SkillState, State, TargetState};
+use crate::unpack;
+
+/// The overall state of a skill after a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Every target holds the desired version.
+    InSync,
+    /// A pass is running.
+    Updating,
+    /// Not checked yet.
+    Pending,
+    /// The last pass failed; what was installed stays.
+    Error,
+    /// A target holds a folder skillsyncd did not install.
+    Conflict,
+}
+
+/// The state of one target of a skill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetSync {
+    /// Holds the desired version.
+    InSync,
+    /// Not installed yet.
+    Pending,
+    /// The install into this target failed.
+    Error,
+    /// A folder that is not ours is in the way.
+    Conflict,
+}
+
+/// One target's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// The target name.
+    pub name: String,
+    /// The skill folder in it.
+    pub path: PathBuf,
+    /// Its state.
+    pub state: TargetSync,
+    /// Why it is not in sync, if it is not.
+    pub error: Option<String>,
+}
+
+/// One skill's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkillReport {
+    /// The skill name.
+    pub name: String,
+    /// The image it follows.
+    pub image: String,
+    /// The version installed (or selected).
+    pub version: Option<String>,
+    /// The manifest digest installed (or selected).
+    pub digest: Option<Digest>,
+    /// The lifecycle status of that manifest.
+    pub status: Option<Status>,
+    /// Overall state.
+    pub state: SyncState,
+    /// Why the skill is not in sync, in one line.
+    pub error: Option<String>,
+    /// Per target.
+    pub targets: Vec<TargetReport>,
+    /// What this pass changed, one line each, for people.
+    pub changes: Vec<String>,
+    /// Layer bytes downloaded by this pass.
+    pub downloaded: u64,
+}
+
+/// What a target needs, decided from the state file and the disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetPlan {
+    /// Already holds this layer and this manifest.
+    UpToDate,
+    /// Holds this layer under another manifest (e.g. after a promotion):
+    /// record the new manifest, touch nothing.
+    RecordOnly,
+    /// Needs the layer unpacked and swapped in.
+    Install,
+    /// Something not installed by us is at the skill's path.
+    Conflict,
+}
+
+/// Decides what one target needs. Pure apart from the caller's look at the
+/// disk (`present`: does `<target>/<name>` exist).
+pub fn plan_target(
+    recorded: Option<&TargetState>,
+    present: bool,
+    manifest: &Digest,
+    layer: &Digest,
+) -> TargetPlan {
+    match recorded {
+        Some(t) => match &t.installed {
+            Some(i) if present && i.layer_digest == *layer => {
+                if i.manifest_digest == *manifest {
+                    TargetPlan::UpToDate
+                } else {
+                    TargetPlan::RecordOnly
+                }
+            }
+            // Ours (installed or pending) but different or missing: install.
+            _ => TargetPlan::Install,
+        },
+        None if present => TargetPlan::Conflict,
+        None => TargetPlan::Install,
+    }
+}
+
+/// What resolution chose.
+#[derive(Debug, Clone)]
+struct Desired {
+    /// What the tag (or pin) points at: an index or a manifest.
+    ref_digest: Digest,
+    /// The image manifest, when it had to be fetched.
+    manifest: Option<SkillManifest>,
+    /// The image manifest as recorded (known without fetching).
+    known: Installed,
+    /// A deprecated version kept because it is installed and nothing newer
+    /// qualifies.
+    kept_deprecated: bool,
+}
+
+/// Everything a pass needs, shared by all skills.
+pub struct Engine {
+    config: Config,
+    sources: Sources,
+    cache: Cache,
+    limits: unpack::Limits,
+    state: Mutex<State>,
+    state_path: PathBuf,
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+impl Engine {
+    /// Builds an engine: sources for the config, the cache, the state file.
+    pub fn new(config: Config, state_dir: &Path, cache_dir: &Path) -> Result<Engine> {
+        let sources = Sources::new(&config)?;
+        let state_path = state_dir.join("state.json");
+        let state = State::load(&state_path)?;
+        let limits = unpack::Limits {
+            max_bytes: config.daemon.max_skill_size,
+            max_entries: config.daemon.max_entries,
+            ..Default::default()
+        };
+        Ok(Engine {
+            sources,
+            cache: Cache::new(cache_dir),
+            limits,
+            state: Mutex::new(state),
+            state_path,
+            config,
+        })
+    }
+
+    /// The configuration this engine runs.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Repairs what a crash left: interrupted swaps and staging dirs in every
+    /// target, partial downloads in the cache. Returns lines for the log.
+    pub fn recover(&self) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        for target in self.config.targets.values() {
+            let r = install::recover(&target.path)?;
+            for name in r.completed {
+                notes.push(format!("completed an interrupted install of {name} in {}", target.path.display()));
+            }
+            if r.removed > 0 {
+                notes.push(format!("removed {} leftover staging dirs in {}", r.removed, target.path.display()));
+            }
+        }
+        let n = self.cache.clean_partials()?;
+        if n > 0 {
+            notes.push(format!("removed {n} partial downloads from the cache"));
+        }
+        Ok(notes)
+    }
+
+    async fn save_state(&self, state: &State) -> Result<()> {
+        let state = state.clone();
+        let path = self.state_path.clone();
+        tokio::task::spawn_blocking(move || state.save(&path))
+            .await
+            .map_err(|e| Error::Task(format!("state writer failed: {e}")))?
+    }
+
+    /// Deletes cached layers no target uses any more.
+    pub async fn collect_garbage(&self) -> Result<usize> {
+        let state = self.state.lock().await;
+        let keep = state
+            .skills
+            .values()
+            .flat_map(|s| {
+                s.targets
+                    .values()
+                    .filter_map(|t| t.installed.as_ref().map(|i| i.layer_digest.clone()))
+                    .chain(s.current.as_ref().map(|c| c.layer_digest.clone()))
+            })
+            .collect();
+        drop(state);
+        self.cache.collect_garbage(&keep)
+    }
+
+    /// Fetches a manifest by digest, verifies it, follows an index to its
+    /// linux manifest, and checks the skillimage rules.
+    async fn load_manifest(&self, source: &impl Source, image: &ImageRef, digest: &Digest) -> Result<SkillManifest> {
+        let mut digest = digest.clone();
+        for _ in 0..2 {
+            let bytes = source.fetch_manifest(image, &digest).await?;
+            let actual = Digest::of(&bytes);
+            if actual != digest {
+                return Err(Error::DigestMismatch {
+                    what: format!("manifest of {image}"),
+                    expected: digest.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            let format_err = |e: manifest::FormatError| Error::Format {
+                reference: format!("{image}@{digest}"),
+                reason: e.to_string(),
+            };
+            match manifest::parse(&bytes).map_err(format_err)? {
+                Parsed::Image(m) => return m.into_skill(digest.clone()).map_err(format_err),
+                Parsed::Index(entries) => {
+                    digest = manifest::pick_from_index(&entries).map_err(format_err)?.digest.clone();
+                }
+            }
+        }
+        Err(Error::Format {
+            reference: format!("{image}@{digest}"),
+            reason: manifest::FormatError::NestedIndex.to_string(),
+        })
+    }
+
+    fn installed_from(m: &SkillManifest) -> Result<Installed> {
+        let status = m.status.clone().map_err(|e| Error::Format {
+            reference: m.digest.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Installed {
+            manifest_digest: m.digest.clone(),
+            layer_digest: m.layer.digest.clone(),
+            version: m.version.clone(),
+            status,
+            installed_at: now_rfc3339(),
+        })
+    }
+
+    /// Step 1: what should be installed.
+    async fn resolve(&self, source: &impl Source, skill: &Skill, prev: Option<&SkillState>) -> Result<Desired> {
+        let image = &skill.image;
+        let known = |d: &Digest| -> Option<Installed> {
+            prev.filter(|p| p.ref_digest.as_ref() == Some(d))
+                .and_then(|p| p.current.clone())
+        };
+        let from_digest = |ref_digest: Digest| async move {
+            if let Some(k) = known(&ref_digest) {
+                return Ok(Desired {
+                    ref_digest,
+                    manifest: None,
+                    known: k,
+                    kept_deprecated: false,
+                });
+            }
+            let m = self.load_manifest(source, image, &ref_digest).await?;
+            Ok::<_, Error>(Desired {
+                known: Self::installed_from(&m)?,
+                ref_digest,
+                manifest: Some(m),
+                kept_deprecated: false,
+            })
+        };
+        match &skill.selector {
+            Selector::Digest(d) => from_digest(d.clone()).await,
+            Selector::Tag(t) => from_digest(source.resolve_tag(image, t).await?).await,
+            Selector::Channel { channel, version } => {
+                let tags = source.list_tags(image).await?;
+                let installed_version = prev
+                    .and_then(|p| p.current.as_ref())
+                    .and_then(|c| c.version.as_deref())
+                    .and_then(|v| semver::Version::parse(v).ok());
+                let fetched: StdMutex<HashMap<Digest, SkillManifest>> = StdMutex::new(HashMap::new());
+                let fetched_ref = &fetched;
+                let lookup = |c: &VersionTag| {
+                    let tag = c.tag.clone();
+                    async move {
+                        let digest = source.resolve_tag(image, &tag).await?;
+                        if let Some(k) = known(&digest) {
+                            return Ok::<_, Error>(Lookup {
+                                digest,
+                                status: Ok(k.status),
+                            });
+                        }
+                        let m = self.load_manifest(source, image, &digest).await?;
+                        let status = m.status.clone();
+                        if let Ok(mut map) = fetched_ref.lock() {
+                            map.insert(digest.clone(), m);
+                        }
+                        Ok(Lookup { digest, status })
+                    }
+                };
+                let sel = channel::select(&tags, *channel, version.as_ref(), installed_version.as_ref(), lookup)
+                    .await
+                    .map_err(|e| match e {
+                        SelectError::Lookup(e) => e,
+                        other => Error::NoVersion(format!("{image}: {other}")),
+                    })?;
+                let manifest = fetched.lock().ok().and_then(|mut m| m.remove(&sel.digest));
+                let known = match (&manifest, known(&sel.digest)) {
+                    (Some(m), _) => Self::installed_from(m)?,
+                    (None, Some(k)) => k,
+                    (None, None) => {
+                        let m = self.load_manifest(source, image, &sel.digest).await?;
+                        let k = Self::installed_from(&m)?;
+                        return Ok(Desired {
+                            ref_digest: sel.digest,
+                            manifest: Some(m),
+                            known: k,
+                            kept_deprecated: sel.kept_deprecated,
+                        });
+                    }
+                };
+                Ok(Desired {
+                    ref_digest: sel.digest,
+                    manifest,
+                    known,
+                    kept_deprecated: sel.kept_deprecated,
+                })
+            }
+        }
+    }
+
+    /// Runs one pass for one skill. Never panics on bad input; every failure
+    /// ends up in the report, and what was installed stays.
+    pub async fn sync(&self, skill: &Skill) -> SkillReport {
+        let source = self.sources.for_image(&skill.image);
+        let mut report = SkillReport {
+            name: skill.name.clone(),
+            image: skill.image.to_string(),
+            version: None,
+            digest: None,
+            status: None,
+            state: SyncState::InSync,
+            error: None,
+            targets: Vec::new(),
+            changes: Vec::new(),
+            downloaded: 0,
+        };
+        let prev = self.state.lock().await.skills.get(&skill.name).cloned();
+        if let Some(c) = prev.as_ref().and_then(|p| p.current.as_ref()) {
+            report.version = c.version.clone();
+            report.digest = Some(c.manifest_digest.clone());
+            report.status = Some(c.status);
+        }
+        let desired = match self.resolve(&source, skill, prev.as_ref()).await {
+            Ok(d) => d,
+            Err(e) => {
+                report.state = SyncState::Error;
+                report.error = Some(e.to_string());
+                report.targets = self.target_reports(skill, prev.as_ref(), None);
+                return report;
+            }
+        };
+        report.version = desired.known.version.clone();
+        report.digest = Some(desired.known.manifest_digest.clone());
+        report.status = Some(desired.known.status);
+        if let Err(e) = self.apply(&source, skill, prev, desired, &mut report).await {
+            report.state = SyncState::Error;
+            report.error = Some(e.to_string());
+        }
+        report
+    }
+
+    fn target_reports(&self, skill: &Skill, prev: Option<&SkillState>, layer: Option<&Digest>) -> Vec<TargetReport> {
+        skill
+            .targets
+            .iter()
+            .filter_map(|t| self.config.targets.get(t))
+            .map(|t| {
+                let path = t.path.join(&skill.name);
+                let rec = prev.and_then(|p| p.targets.get(&t.name));
+                let installed = rec.and_then(|r| r.installed.as_ref());
+                let state = match (installed, layer) {
+                    (Some(i), Some(l)) if &i.layer_digest == l && exists(&path) => TargetSync::InSync,
+                    (Some(_), None) if exists(&path) => TargetSync::InSync,
+                    (None, _) if rec.is_none() && exists(&path) => TargetSync::Conflict,
+                    _ => TargetSync::Pending,
+                };
+                TargetReport {
+                    name: t.name.clone(),
+                    path,
+                    state,
+                    error: None,
+                }
+            })
+            .collect()
+    }
+
+    /// Steps 2-5.
+    async fn apply(
+        &self,
+        source: &impl Source,
+        skill: &Skill,
+        prev: Option<SkillState>,
+        desired: Desired,
+        report: &mut SkillReport,
+    ) -> Result<()> {
+        let mut skill_state = prev.clone().unwrap_or_else(|| SkillState {
+            image: skill.image.to_string(),
+            ..Default::default()
+        });
+        skill_state.image = skill.image.to_string();
+        let known = &desired.known;
+        let label = format!(
+            "{} {}",
+            skill.name,
+            known.version.as_deref().unwrap_or("(no version)")
+        );
+        if desired.kept_deprecated && prev.as_ref().and_then(|p| p.current.as_ref()).map(|c| c.status) != Some(Status::Deprecated) {
+            report.changes.push(format!("{label} is deprecated; kept installed (no newer version qualifies)"));
+        }
+
+        // Step 2: plan every target.
+        let mut plans = Vec::new();
+        for tname in &skill.targets {
+            let Some(target) = self.config.targets.get(tname) else { continue };
+            let path = target.path.join(&skill.name);
+            let plan = plan_target(
+                skill_state.targets.get(tname),
+                exists(&path),
+                &known.manifest_digest,
+                &known.layer_digest,
+            );
+            plans.push((target.clone(), path, plan));
+        }
+        let mut state_changed = skill_state.ref_digest.as_ref() != Some(&desired.ref_digest)
+            || skill_state.current.as_ref().map(|c| (&c.manifest_digest, c.status))
+                != Some((&known.manifest_digest, known.status));
+        skill_state.ref_digest = Some(desired.ref_digest.clone());
+        skill_state.current = Some(known.clone());
+
+        // Step 3: fetch the layer once, if any target needs it.
+        let needs_install = plans.iter().any(|(_, _, p)| *p == TargetPlan::Install);
+        let mut layer_blob = None;
+        if needs_install {
+            let manifest = match desired.manifest.clone() {
+                Some(m) => m,
+                None => self.load_manifest(source, &skill.image, &known.manifest_digest).await?,
+            };
+            let fetched = self
+                .cache
+                .fetch(
+                    source,
+                    &skill.image,
+                    &manifest.layer.digest,
+                    manifest.layer.size,
+                    self.config.daemon.max_skill_size,
+                )
+                .await?;
+            if let Fetched::Downloaded(n) = fetched {
+                report.downloaded += n;
+            }
+            layer_blob = Some(self.cache.blob_path(&manifest.layer.digest));
+        }
+
+        // Steps 4 and 5, target by target.
+        let mut first_error: Option<String> = None;
+        let mut archive_rejected = false;
+        for (target, path, plan) in plans {
+            let mut tr = TargetReport {
+                name: target.name.clone(),
+                path: path.clone(),
+                state: TargetSync::InSync,
+                error: None,
+            };
+            match plan {
+                TargetPlan::UpToDate => {}
+                TargetPlan::RecordOnly => {
+                    if let Some(t) = skill_state.targets.get_mut(&target.name) {
+                        if let Some(i) = t.installed.as_mut() {
+                            let was = i.status;
+                            i.manifest_digest = known.manifest_digest.clone();
+                            i.status = known.status;
+                            i.version = known.version.clone();
+                            if was != known.status {
+                                report.changes.push(format!(
+                                    "{label} in {}: status {was} -> {} (same content, nothing downloaded)",
+                                    target.name, known.status
+                                ));
+                            }
+                        }
+                    }
+                    state_changed = true;
+                }
+                TargetPlan::Conflict => {
+                    tr.state = TargetSync::Conflict;
+                    tr.error = Some(format!(
+                        "{} exists and was not installed by skillsyncd; move it away to let skillsyncd manage it",
+                        path.display()
+                    ));
+                }
+                TargetPlan::Install if archive_rejected => {
+                    tr.state = TargetSync::Error;
+                    tr.error = first_error.clone();
+                }
+                TargetPlan::Install => {
+                    let Some(blob) = layer_blob.clone() else { continue };
+                    // Mark the folder ours before it appears, so a crash
+                    // after the swap cannot make it a stranger's.
+                    let entry = skill_state.targets.entry(target.name.clone()).or_insert(TargetState {
+                        path: path.clone(),
+                        installed: None,
+                        pending: None,
+                    });
+                    entry.path = path.clone();
+                    entry.pending = Some(known.layer_digest.clone());
+                    self.commit_state(&skill.name, &skill_state).await?;
+                    match self.install_one(&blob, &target.path, &skill.name).await {
+                        Ok(()) => {
+                            let entry = skill_state.targets.entry(target.name.clone()).or_insert(TargetState {
+                                path: path.clone(),
+                                installed: None,
+                                pending: None,
+                            });
+                            entry.pending = None;
+                            entry.installed = Some(Installed {
+                                installed_at: now_rfc3339(),
+                                ..known.clone()
+                            });
+                            state_changed = true;
+                            report.changes.push(format!(
+                                "installed {label} ({}) into {} ({})",
+                                known.manifest_digest.short(),
+                                target.name,
+                                path.display()
+                            ));
+                        }
+                        Err(e) => {
+                            if let Some(entry) = skill_state.targets.get_mut(&target.name) {
+                                entry.pending = None;
+                                if entry.installed.is_none() && !exists(&path) {
+                                    skill_state.targets.remove(&target.name);
+                                }
+                            }
+                            state_changed = true;
+                            let msg = e.to_string();
+                            archive_rejected = matches!(e, Error::Unpack(_) | Error::Format { .. });
+                            tr.state = TargetSync::Error;
+                            tr.error = Some(msg.clone());
+                            first_error.get_or_insert(msg);
+                        }
+                    }
+                }
+            }
+            report.targets.push(tr);
+        }
+        if state_changed {
+            self.commit_state(&skill.name, &skill_state).await?;
+        }
+        if let Some(c) = report.targets.iter().find(|t| t.state == TargetSync::Conflict) {
+            report.state = SyncState::Conflict;
+            report.error = c.error.clone();
+        }
+        if let Some(e) = first_error {
+            report.state = SyncState::Error;
+            report.error = Some(e);
+        }
+        Ok(())
+    }
+
+    async fn commit_state(&self, name: &str, skill_state: &SkillState) -> Result<()> {
+        let mut state = self.state.lock().await;
+        state.skills.insert(name.to_string(), skill_state.clone());
+        self.save_state(&state).await
+    }
+
+    /// Unpacks the cached layer into a staging dir beside the skill and swaps
+    /// it in. On any failure the staging dir is removed and nothing else has
+    /// changed.
+    async fn install_one(&self, blob: &Path, target_dir: &Path, name: &str) -> Result<()> {
+        let blob = blob.to_path_buf();
+        let target_dir = target_dir.to_path_buf();
+        let name = name.to_string();
+        let limits = self.limits.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let staging = install::prepare_staging(&target_dir, &name)?;
+            let result = (|| {
+                let file = std::fs::File::open(&blob).map_err(|e| Error::io("opening", &blob, e))?;
+                unpack::unpack_tar_gz(std::io::BufReader::new(file), &staging, &limits)?;
+                if !staging.join("SKILL.md").is_file() {
+                    return Err(Error::Format {
+                        reference: name.clone(),
+                        reason: "the layer has no SKILL.md at its root".into(),
+                    });
+                }
+                install::swap_into_place(&target_dir, &name, &staging)
+            })();
+            if result.is_err() {
+                let _ = install::remove_tree(&staging);
+            }
+            result.map(|_| ())
+        })
+        .await
+        .map_err(|e| Error::Task(format!("install task failed: {e}")))?
+    }
+}

@@ -1,1 +1,171 @@
-//! TODO
+//! What is installed where: the state file, written atomically.
+//!
+//! `<state dir>/state.json` records, per skill and target, the manifest
+//! digest, layer digest, version and lifecycle status installed. A target
+//! whose install has begun but not been recorded carries `pending`, so a
+//! crash between the swap and the record does not turn our own folder into
+//! a stranger's.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::Status;
+use crate::error::{Error, IoContext, Result};
+use crate::reference::Digest;
+
+/// The current state file format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The whole state file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Format version ([`FORMAT_VERSION`]).
+    pub version: u32,
+    /// Per skill name.
+    #[serde(default)]
+    pub skills: BTreeMap<String, SkillState>,
+}
+
+/// One skill's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SkillState {
+    /// The image (repository) it was installed from.
+    pub image: String,
+    /// The digest the followed tag pointed at last time (an index or a
+    /// manifest): lets a poll that finds the same digest skip every fetch.
+    #[serde(default)]
+    pub ref_digest: Option<Digest>,
+    /// What `ref_digest` resolved to (the image manifest and its layer).
+    #[serde(default)]
+    pub current: Option<Installed>,
+    /// Per target name.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetState>,
+}
+
+/// What is installed in one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetState {
+    /// The skill folder, `<target dir>/<name>`.
+    pub path: PathBuf,
+    /// What is installed there, once the install is complete.
+    #[serde(default)]
+    pub installed: Option<Installed>,
+    /// A layer being installed: the folder is ours even if the swap
+    /// finished and the record did not.
+    #[serde(default)]
+    pub pending: Option<Digest>,
+}
+
+/// One installed version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Installed {
+    /// The image manifest's digest.
+    pub manifest_digest: Digest,
+    /// The layer's digest.
+    pub layer_digest: Digest,
+    /// The version annotation, when present.
+    pub version: Option<String>,
+    /// The lifecycle status on that manifest.
+    pub status: Status,
+    /// When it was installed (RFC 3339).
+    pub installed_at: String,
+}
+
+impl State {
+    /// Reads the state file; a missing file is an empty state.
+    pub fn load(path: &Path) -> Result<State> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    version: FORMAT_VERSION,
+                    ..Default::default()
+                })
+            }
+            Err(e) => return Err(Error::io("reading", path, e)),
+        };
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| Error::State {
+            path: path.to_path_buf(),
+            reason: format!("not valid: {e}"),
+        })?;
+        if state.version != FORMAT_VERSION {
+            return Err(Error::State {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "format version {} is not {FORMAT_VERSION} (written by another skillsyncd?)",
+                    state.version
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Writes the state file atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::State {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(path, &bytes)
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory,
+/// fsynced, renamed over `path`, then the directory fsynced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).ctx("creating directory", dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .ctx("creating temporary file in", dir)?;
+    tmp.write_all(bytes).ctx("writing", tmp.path().to_path_buf())?;
+    tmp.as_file().sync_all().ctx("syncing", path)?;
+    tmp.persist(path).map_err(|e| Error::io("renaming into place", path, e.error))?;
+    crate::install::sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state/state.json");
+        let mut s = State::load(&path).unwrap();
+        assert!(s.skills.is_empty());
+        s.skills.insert(
+            "hello".into(),
+            SkillState {
+                image: "r/x".into(),
+                ref_digest: Some(Digest::of(b"m")),
+                current: None,
+                targets: BTreeMap::from([(
+                    "claude".into(),
+                    TargetState {
+                        path: "/x/hello".into(),
+                        installed: Some(Installed {
+                            manifest_digest: Digest::of(b"m"),
+                            layer_digest: Digest::of(b"l"),
+                            version: Some("1.0.0".into()),
+                            status: Status::Published,
+                            installed_at: "2026-01-01T00:00:00Z".into(),
+                        }),
+                        pending: None,
+                    },
+                )]),
+            },
+        );
+        s.save(&path).unwrap();
+        assert_eq!(State::load(&path).unwrap(), s);
+        std::fs::write(&path, b"{").unwrap();
+        let err = State::load(&path).unwrap_err().to_string();
+        assert!(err.contains("state.json"), "{err}");
+    }
+}

@@ -1,11 +1,214 @@
-//! Where skill images come from.
+//! Where skill images come from, behind one small trait.
 //!
-//! (Skeleton: implementation pending.)
+//! Two sources implement [`Source`]: a registry speaking the OCI distribution
+//! API ([`registry`], built on `oci-client`), and an OCI image layout
+//! directory ([`layout`]). The rest of the daemon never sees which one it
+//! talks to. Sources only move bytes: every digest is verified by the caller
+//! (the [`crate::cache`] and [`crate::reconcile`] modules), never trusted
+//! from the source.
+
+pub mod layout;
+pub mod registry;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+
+use futures_util::stream::BoxStream;
+
+use crate::config::Config;
+use crate::reference::{Digest, ImageRef};
+
+/// A stream of blob bytes.
+pub type BlobStream = BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
 
 /// A failure talking to a registry or reading a layout.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// Placeholder.
-    #[error("{0}")]
-    Other(String),
+    /// The tag, manifest, blob or repository does not exist.
+    #[error("{what} not found at {endpoint}")]
+    NotFound {
+        /// What was asked for (`tag 1.0.0 of examples/x`, ...).
+        what: String,
+        /// The registry host or layout path.
+        endpoint: String,
+    },
+    /// The registry refused our credentials (or wants some).
+    #[error("unauthorized at {endpoint}: the registry requires credentials")]
+    Unauthorized {
+        /// The registry host.
+        endpoint: String,
+    },
+    /// The registry answered with an error status.
+    #[error("{endpoint} answered {status} for {what}: {message}")]
+    Status {
+        /// The registry host.
+        endpoint: String,
+        /// What was asked for.
+        what: String,
+        /// HTTP status code.
+        status: u16,
+        /// The registry's message, shortened.
+        message: String,
+    },
+    /// The registry could not be reached or the connection failed.
+    #[error("cannot reach {endpoint}: {message}")]
+    Network {
+        /// The registry host.
+        endpoint: String,
+        /// The transport error, with its causes.
+        message: String,
+    },
+    /// The registry broke the protocol.
+    #[error("{endpoint}: {message}")]
+    Protocol {
+        /// The registry host.
+        endpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An OCI layout directory is unreadable or malformed.
+    #[error("OCI layout {path}: {reason}")]
+    Layout {
+        /// The layout directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The configuration names a source that cannot be built.
+    #[error("registry {endpoint}: {reason}")]
+    Setup {
+        /// The registry key.
+        endpoint: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl SourceError {
+    /// True when retrying later might help (network and server errors).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Network { .. } => true,
+            SourceError::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// What a source can do. Every method is read-only.
+pub trait Source: Send + Sync {
+    /// Where this source is, for status and errors (`127.0.0.1:5000`,
+    /// `/path/to/layout`).
+    fn endpoint(&self) -> String;
+
+    /// Every tag of the repository (in no particular order).
+    fn list_tags(
+        &self,
+        image: &ImageRef,
+    ) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send;
+
+    /// The digest a tag points to now (a HEAD on a registry).
+    fn resolve_tag(
+        &self,
+        image: &ImageRef,
+        tag: &str,
+    ) -> impl Future<Output = Result<Digest, SourceError>> + Send;
+
+    /// The raw bytes of a manifest or index, by digest. At most
+    /// [`crate::manifest::MAX_MANIFEST_SIZE`] bytes; the caller verifies
+    /// the digest.
+    fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Vec<u8>, SourceError>> + Send;
+
+    /// A stream of a blob's bytes, by digest; the caller verifies digest
+    /// and size while reading.
+    fn open_blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+    ) -> impl Future<Output = Result<BlobStream, SourceError>> + Send;
+}
+
+/// Either kind of source.
+pub enum AnySource<'a> {
+    /// A registry.
+    Registry(&'a registry::RegistrySource),
+    /// An OCI image layout.
+    Layout(&'a layout::LayoutSource),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnySource::Registry($s) => $e,
+            AnySource::Layout($s) => $e,
+        }
+    };
+}
+
+impl Source for AnySource<'_> {
+    fn endpoint(&self) -> String {
+        delegate!(self, s => s.endpoint())
+    }
+    async fn list_tags(&self, image: &ImageRef) -> Result<Vec<String>, SourceError> {
+        delegate!(self, s => s.list_tags(image).await)
+    }
+    async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
+        delegate!(self, s => s.resolve_tag(image, tag).await)
+    }
+    async fn fetch_manifest(&self, image: &ImageRef, digest: &Digest) -> Result<Vec<u8>, SourceError> {
+        delegate!(self, s => s.fetch_manifest(image, digest).await)
+    }
+    async fn open_blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobStream, SourceError> {
+        delegate!(self, s => s.open_blob(image, digest, size).await)
+    }
+}
+
+/// Every source a configuration names, built once per configuration.
+pub struct Sources {
+    registry: registry::RegistrySource,
+    layouts: BTreeMap<String, layout::LayoutSource>,
+}
+
+impl Sources {
+    /// Builds the sources for a configuration.
+    pub fn new(config: &Config) -> Result<Sources, SourceError> {
+        let insecure = config
+            .registries
+            .iter()
+            .filter(|(_, r)| r.insecure)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let layouts = config
+            .registries
+            .iter()
+            .filter_map(|(k, r)| {
+                r.layout
+                    .as_ref()
+                    .map(|p| (k.clone(), layout::LayoutSource::new(p.clone())))
+            })
+            .collect();
+        Ok(Sources {
+            registry: registry::RegistrySource::new(insecure)?,
+            layouts,
+        })
+    }
+
+    /// The source that serves an image.
+    pub fn for_image(&self, image: &ImageRef) -> AnySource<'_> {
+        match self.layouts.get(&image.registry) {
+            Some(l) => AnySource::Layout(l),
+            None => AnySource::Registry(&self.registry),
+        }
+    }
 }
