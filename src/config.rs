@@ -1,13 +1,79 @@
 //! `skills.toml`: parsed, then validated into types that cannot be invalid.
 //!
-//! (Skeleton: implementation pending.)
+//! Parsing is two steps. First the text is deserialized into private raw
+//! structs that mirror the file (`deny_unknown_fields` everywhere, every
+//! key and value wrapped in [`toml::Spanned`] so its position is known).
+//! Then the raw structs are checked as a whole and turned into the public
+//! [`Config`]. The first step can only report one problem (a syntax error
+//! or an unknown key); the second collects every problem it finds. Each
+//! problem is a [`Diagnostic`] naming the file, line and column.
+//!
+//! ```toml
+//! [daemon]
+//! poll_interval = "5m"
+//! max_skill_size = "64MiB"
+//!
+//! [defaults]
+//! channel = "published"
+//! targets = ["claude"]
+//!
+//! [registries."127.0.0.1:5000"]
+//! insecure = true
+//!
+//! [registries.demo]
+//! layout = "demo/layout"
+//!
+//! [targets.project-x]
+//! path = "~/src/project-x/.claude/skills"
+//!
+//! [skills.hello-world]
+//! image = "127.0.0.1:5000/examples/hello-world"
+//! version = "^1.0"
+//! targets = ["claude", "project-x"]
+//! ```
+//!
+//! Paths (`state_dir`, `cache_dir`, `layout`, target `path`) have a leading
+//! `~` expanded and are otherwise taken relative to the config file's
+//! directory.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
+use serde::Deserialize;
+use toml::Spanned;
+
 use crate::channel::Channel;
+use crate::paths::{expand_tilde, Paths, PathsError};
 use crate::reference::{Digest, ImageRef};
+
+/// The agents skillsyncd knows without configuration, with their user-scope
+/// skills directories (`~` is the home directory). A `[targets.NAME]` table
+/// with one of these names replaces its directory.
+pub const BUILTIN_TARGETS: &[(&str, &str)] = &[
+    ("claude", "~/.claude/skills"),
+    ("cursor", "~/.cursor/skills"),
+    ("windsurf", "~/.codeium/windsurf/skills"),
+    ("opencode", "~/.config/opencode/skills"),
+    ("openclaw", "~/.openclaw/skills"),
+];
+
+/// Default `[daemon] poll_interval`.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// Smallest accepted `[daemon] poll_interval`.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default `[daemon] max_skill_size`: 64 MiB.
+pub const DEFAULT_MAX_SKILL_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Default `[daemon] max_entries`.
+pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
+
+/// Longest accepted skill or target name.
+pub const MAX_NAME_LEN: usize = 64;
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +90,16 @@ pub enum ConfigError {
     /// One or more problems in the file, each with its line and column.
     #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Diagnostic>),
+    /// The home directory, which `~` and the built-in targets need, is
+    /// unknown.
+    #[error("{path}: cannot resolve `~` and the built-in targets")]
+    Home {
+        /// The config file.
+        path: PathBuf,
+        /// Why the home directory is unknown.
+        #[source]
+        source: PathsError,
+    },
 }
 
 /// One problem in a config file.
@@ -76,10 +152,23 @@ pub struct DaemonSettings {
     pub max_skill_size: u64,
     /// Cap on a skill's number of archive entries (default 10,000).
     pub max_entries: u64,
-    /// Overrides the state directory (relative to the config file).
+    /// Overrides the state directory (`~` expanded, relative paths
+    /// resolved against the config file's directory).
     pub state_dir: Option<PathBuf>,
-    /// Overrides the cache directory (relative to the config file).
+    /// Overrides the cache directory (resolved like `state_dir`).
     pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            max_skill_size: DEFAULT_MAX_SKILL_SIZE,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            state_dir: None,
+            cache_dir: None,
+        }
+    }
 }
 
 /// `[registries.KEY]` settings.
@@ -131,9 +220,1879 @@ pub struct Skill {
 }
 
 impl Config {
-    /// Reads and validates a config file.
-    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let _ = path;
-        todo!()
+    /// Reads and validates a config file, expanding `~` to the home
+    /// directory found by [`Paths::from_env`].
+    ///
+    /// A relative `path` is made absolute against the current directory
+    /// first, so every path in the result is absolute.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let home = Paths::from_env()
+            .map_err(|source| ConfigError::Home {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .home;
+        Config::load_with_home(path, &home)
+    }
+
+    /// [`Config::load`] with the home directory given, for callers that
+    /// already hold a [`Paths`].
+    pub fn load_with_home(path: &Path, home: &Path) -> Result<Config, ConfigError> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::parse(&text, &path, home)
+    }
+
+    /// Parses and validates `text` as if read from `path`. Pure: `path`
+    /// is only used in diagnostics and as the base of relative paths, and
+    /// `home` is what `~` expands to.
+    ///
+    /// On failure every problem found is returned, sorted by position.
+    pub fn parse(text: &str, path: &Path, home: &Path) -> Result<Config, ConfigError> {
+        let mut cx = Checker {
+            text,
+            path,
+            base: path.parent().unwrap_or(Path::new("")),
+            home,
+            diagnostics: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                cx.error(offset..offset, e.message().trim_end().to_string());
+                return Err(ConfigError::Invalid(cx.diagnostics));
+            }
+        };
+        let config = cx.check(raw);
+        if cx.diagnostics.is_empty() {
+            Ok(config)
+        } else {
+            cx.diagnostics.sort_by_key(|d| (d.line, d.column));
+            Err(ConfigError::Invalid(cx.diagnostics))
+        }
+    }
+}
+
+/// A key together with its position in the file.
+type Key = Spanned<String>;
+
+/// A list of strings, each with its position, and the list's position.
+type SpannedList = Spanned<Vec<Spanned<String>>>;
+
+/// The whole file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    daemon: Option<RawDaemon>,
+    defaults: Option<RawDefaults>,
+    #[serde(default)]
+    registries: BTreeMap<Key, RawRegistry>,
+    #[serde(default)]
+    targets: BTreeMap<Key, RawTarget>,
+    #[serde(default)]
+    skills: BTreeMap<Key, RawSkill>,
+}
+
+/// `[daemon]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    poll_interval: Option<Spanned<String>>,
+    max_skill_size: Option<Spanned<RawSize>>,
+    max_entries: Option<Spanned<i64>>,
+    state_dir: Option<Spanned<String>>,
+    cache_dir: Option<Spanned<String>>,
+}
+
+/// `[defaults]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    channel: Option<Spanned<String>>,
+    targets: Option<SpannedList>,
+}
+
+/// `[registries.KEY]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    insecure: Option<Spanned<bool>>,
+    layout: Option<Spanned<String>>,
+}
+
+/// `[targets.NAME]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    path: Option<Spanned<String>>,
+}
+
+/// `[skills.NAME]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSkill {
+    image: Option<Spanned<String>>,
+    channel: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
+    tag: Option<Spanned<String>>,
+    digest: Option<Spanned<String>>,
+    targets: Option<SpannedList>,
+}
+
+/// A size: an integer number of bytes or a string with a unit.
+#[derive(Debug)]
+enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size such as \"64MiB\" or an integer number of bytes")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Validation state: the text for positions, and the problems found so far.
+struct Checker<'a> {
+    text: &'a str,
+    path: &'a Path,
+    /// The config file's directory, base of relative paths.
+    base: &'a Path,
+    home: &'a Path,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// Every target a skill may name, with its resolved directory, or `None`
+/// when its definition is broken (and already reported).
+type KnownTargets = BTreeMap<String, Option<PathBuf>>;
+
+impl Checker<'_> {
+    /// Records a problem at the start of `span`.
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = line_column(self.text, span.start);
+        self.diagnostics.push(Diagnostic {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    /// `~` expansion, then relative to the config file's directory.
+    fn resolve_path(&self, raw: &str) -> PathBuf {
+        let p = expand_tilde(Path::new(raw), self.home);
+        if p.is_relative() {
+            self.base.join(p)
+        } else {
+            p
+        }
+    }
+
+    /// A path setting: must not be empty.
+    fn path_setting(&mut self, value: &Spanned<String>, what: &str) -> Option<PathBuf> {
+        if value.get_ref().trim().is_empty() {
+            self.error(value.span(), format!("{what} is empty: give a directory"));
+            return None;
+        }
+        Some(self.resolve_path(value.get_ref()))
+    }
+
+    fn check(&mut self, raw: RawConfig) -> Config {
+        let daemon = match raw.daemon {
+            Some(d) => self.check_daemon(d),
+            None => DaemonSettings::default(),
+        };
+        let registries = self.check_registries(&raw.registries);
+        let known = self.check_targets(&raw.targets);
+
+        let defaults = raw.defaults;
+        let default_channel = defaults
+            .as_ref()
+            .and_then(|d| d.channel.as_ref())
+            .and_then(|c| self.check_channel(c));
+        let default_targets = defaults
+            .as_ref()
+            .and_then(|d| d.targets.as_ref())
+            .map(|list| self.check_target_list(list, &known));
+
+        if raw.skills.is_empty() {
+            self.error(0..0, "no skills configured: add a [skills.NAME] table");
+        }
+        let mut skills = BTreeMap::new();
+        let mut used = BTreeSet::new();
+        for (key, skill) in &raw.skills {
+            let Some(skill) = self.check_skill(
+                key,
+                skill,
+                &registries,
+                &known,
+                default_channel,
+                default_targets.as_deref(),
+            ) else {
+                continue;
+            };
+            used.extend(skill.targets.iter().cloned());
+            skills.insert(skill.name.clone(), skill);
+        }
+
+        let targets = used
+            .into_iter()
+            .filter_map(|name| {
+                let path = known.get(&name)?.clone()?;
+                Some((name.clone(), Target { name, path }))
+            })
+            .collect();
+
+        Config {
+            path: self.path.to_path_buf(),
+            daemon,
+            registries,
+            targets,
+            skills,
+        }
+    }
+
+    fn check_daemon(&mut self, raw: RawDaemon) -> DaemonSettings {
+        let mut out = DaemonSettings::default();
+        if let Some(v) = &raw.poll_interval {
+            let s = v.get_ref();
+            match humantime::parse_duration(s) {
+                Ok(d) if d < MIN_POLL_INTERVAL => self.error(
+                    v.span(),
+                    format!("poll_interval {s:?} is too short: the minimum is \"1s\""),
+                ),
+                Ok(d) => out.poll_interval = d,
+                Err(e) => self.error(
+                    v.span(),
+                    format!(
+                        "invalid poll_interval {s:?} ({e}): use a duration such as \"30s\", \"5m\" or \"1h\""
+                    ),
+                ),
+            }
+        }
+        if let Some(v) = &raw.max_skill_size {
+            match parse_size(v.get_ref()) {
+                Ok(n) => out.max_skill_size = n,
+                Err(msg) => self.error(v.span(), format!("invalid max_skill_size: {msg}")),
+            }
+        }
+        if let Some(v) = &raw.max_entries {
+            match u64::try_from(*v.get_ref()) {
+                Ok(n) if n >= 1 => out.max_entries = n,
+                _ => self.error(
+                    v.span(),
+                    format!(
+                        "invalid max_entries {}: it must be a positive number of archive entries",
+                        v.get_ref()
+                    ),
+                ),
+            }
+        }
+        if let Some(v) = &raw.state_dir {
+            out.state_dir = self.path_setting(v, "state_dir");
+        }
+        if let Some(v) = &raw.cache_dir {
+            out.cache_dir = self.path_setting(v, "cache_dir");
+        }
+        out
+    }
+
+    fn check_registries(
+        &mut self,
+        raw: &BTreeMap<Key, RawRegistry>,
+    ) -> BTreeMap<String, RegistrySettings> {
+        let mut out = BTreeMap::new();
+        for (key, reg) in raw {
+            let name = key.get_ref();
+            if !is_registry_key(name) {
+                self.error(
+                    key.span(),
+                    format!(
+                        "invalid registry key {name:?}: use host[:port] (quoted, e.g. [registries.\"127.0.0.1:5000\"]) or a plain alias name"
+                    ),
+                );
+            }
+            let mut settings = RegistrySettings::default();
+            if let Some(insecure) = &reg.insecure {
+                settings.insecure = *insecure.get_ref();
+            }
+            if let Some(layout) = &reg.layout {
+                settings.layout = self.path_setting(layout, "layout");
+                if let Some(insecure) = &reg.insecure {
+                    self.error(
+                        insecure.span(),
+                        format!(
+                            "registry {name:?} sets both `insecure` and `layout`: a layout directory is read from disk, so remove `insecure`"
+                        ),
+                    );
+                }
+            }
+            out.insert(name.clone(), settings);
+        }
+        out
+    }
+
+    /// Built-in targets, then `[targets.NAME]` (which may replace a
+    /// built-in's directory).
+    fn check_targets(&mut self, raw: &BTreeMap<Key, RawTarget>) -> KnownTargets {
+        let mut known = KnownTargets::new();
+        for (name, dir) in BUILTIN_TARGETS {
+            let path = expand_tilde(Path::new(dir), self.home);
+            known.insert(name.to_string(), Some(path));
+        }
+        for (key, target) in raw {
+            let name = key.get_ref();
+            if let Err(why) = check_name(name) {
+                self.error(key.span(), format!("invalid target name {name:?}: {why}"));
+            }
+            let path = match &target.path {
+                Some(p) => self.path_setting(p, &format!("path of target {name:?}")),
+                None => {
+                    self.error(
+                        key.span(),
+                        format!(
+                            "target {name:?} has no path: add path = \"...\" (the agent's skills directory)"
+                        ),
+                    );
+                    None
+                }
+            };
+            known.insert(name.clone(), path);
+        }
+        known
+    }
+
+    fn check_channel(&mut self, value: &Spanned<String>) -> Option<Channel> {
+        let channel = parse_channel(value.get_ref());
+        if channel.is_none() {
+            self.error(
+                value.span(),
+                format!(
+                    "unknown channel {:?}: use \"published\", \"testing\" or \"draft\"",
+                    value.get_ref()
+                ),
+            );
+        }
+        channel
+    }
+
+    /// Checks each name in a `targets` array; returns the names as written
+    /// (unknown ones included, so a skill relying on a broken default is
+    /// not reported twice).
+    fn check_target_list(&mut self, list: &SpannedList, known: &KnownTargets) -> Vec<String> {
+        let mut seen: Vec<(&str, Option<&Path>)> = Vec::new();
+        for item in list.get_ref() {
+            let name = item.get_ref().as_str();
+            let Some(target) = known.get(name) else {
+                self.error(item.span(), unknown_target_message(name, known));
+                continue;
+            };
+            if seen.iter().any(|(n, _)| *n == name) {
+                self.error(item.span(), format!("target {name:?} is listed twice"));
+                continue;
+            }
+            if let Some(path) = target.as_deref() {
+                if let Some((other, _)) = seen.iter().find(|(_, p)| *p == Some(path)) {
+                    self.error(
+                        item.span(),
+                        format!(
+                            "targets {other:?} and {name:?} are the same directory ({}): list only one",
+                            path.display()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            seen.push((name, target.as_deref()));
+        }
+        list.get_ref().iter().map(|s| s.get_ref().clone()).collect()
+    }
+
+    fn check_skill(
+        &mut self,
+        key: &Key,
+        raw: &RawSkill,
+        registries: &BTreeMap<String, RegistrySettings>,
+        known: &KnownTargets,
+        default_channel: Option<Channel>,
+        default_targets: Option<&[String]>,
+    ) -> Option<Skill> {
+        let name = key.get_ref();
+        let before = self.diagnostics.len();
+        if let Err(why) = check_name(name) {
+            self.error(key.span(), format!("invalid skill name {name:?}: {why}"));
+        }
+
+        let image = match &raw.image {
+            Some(v) => self.check_image(v, registries),
+            None => {
+                self.error(
+                    key.span(),
+                    format!(
+                        "skill {name:?} has no image: add image = \"host[:port]/repository\" (without a tag)"
+                    ),
+                );
+                None
+            }
+        };
+
+        let selector = self.check_selector(raw, default_channel);
+
+        let targets = match &raw.targets {
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(
+                    list.span(),
+                    format!(
+                        "skill {name:?} has no targets: list at least one, e.g. targets = [\"claude\"]"
+                    ),
+                );
+                None
+            }
+            Some(list) => {
+                let names = self.check_target_list(list, known);
+                Some(names)
+            }
+            None => match default_targets {
+                Some(d) if !d.is_empty() => Some(d.to_vec()),
+                _ => {
+                    self.error(
+                        key.span(),
+                        format!(
+                            "skill {name:?} has no targets: add targets = [\"claude\"] to [skills.{name}] or to [defaults]"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        let targets = targets?;
+        // A default list with an unknown name was reported at [defaults].
+        if targets
+            .iter()
+            .any(|t| known.get(t).is_none_or(Option::is_none))
+        {
+            return None;
+        }
+        Some(Skill {
+            name: name.clone(),
+            image: image?,
+            selector: selector?,
+            targets,
+        })
+    }
+
+    fn check_image(
+        &mut self,
+        value: &Spanned<String>,
+        registries: &BTreeMap<String, RegistrySettings>,
+    ) -> Option<ImageRef> {
+        let s = value.get_ref();
+        let image = match ImageRef::from_str(s) {
+            Ok(image) => image,
+            Err(e) => {
+                self.error(value.span(), e.to_string());
+                return None;
+            }
+        };
+        let registry = registries.get(&image.registry);
+        let is_layout = registry.is_some_and(|r| r.layout.is_some());
+        if is_layout {
+            return Some(image);
+        }
+        let looks_like_host = image.registry.contains(['.', ':']) || image.registry == "localhost";
+        if registry.is_none() && !looks_like_host {
+            self.error(
+                value.span(),
+                format!(
+                    "image {s:?}: {:?} is neither a registry host (a host name has a '.' or a ':port', or is localhost) nor a [registries.{}] layout alias; write the registry host first, e.g. \"quay.io/{s}\"",
+                    image.registry, image.registry
+                ),
+            );
+            return None;
+        }
+        if image.repository.is_empty() {
+            self.error(
+                value.span(),
+                format!(
+                    "image {s:?} names a registry but no repository: add the repository path, e.g. \"{s}/team/skill\""
+                ),
+            );
+            return None;
+        }
+        Some(image)
+    }
+
+    fn check_selector(
+        &mut self,
+        raw: &RawSkill,
+        default_channel: Option<Channel>,
+    ) -> Option<Selector> {
+        let before = self.diagnostics.len();
+        if let (Some(_), Some(digest)) = (&raw.tag, &raw.digest) {
+            self.error(
+                digest.span(),
+                "`tag` and `digest` both set: follow a tag or pin a digest, not both",
+            );
+        }
+        let fixed = if raw.digest.is_some() {
+            Some("digest")
+        } else if raw.tag.is_some() {
+            Some("tag")
+        } else {
+            None
+        };
+        if let (Some(fixed), Some(version)) = (fixed, &raw.version) {
+            self.error(
+                version.span(),
+                format!(
+                    "`version` cannot be combined with `{fixed}`: a {fixed} selects one manifest; remove `version` or `{fixed}`"
+                ),
+            );
+        }
+        if let (Some(fixed), Some(channel)) = (fixed, &raw.channel) {
+            self.error(
+                channel.span(),
+                format!(
+                    "`channel` cannot be combined with `{fixed}`: a {fixed} is followed whatever its status; remove `channel` or `{fixed}`"
+                ),
+            );
+        }
+
+        let channel = match &raw.channel {
+            Some(c) => self.check_channel(c),
+            None => Some(default_channel.unwrap_or(Channel::Published)),
+        };
+        let version = match &raw.version {
+            Some(v) => match semver::VersionReq::parse(v.get_ref()) {
+                Ok(req) => Some(req),
+                Err(e) => {
+                    self.error(
+                        v.span(),
+                        format!(
+                            "invalid version requirement {:?} ({e}): use e.g. \"^1.0\" or \">=1.2, <2\"",
+                            v.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let digest = match &raw.digest {
+            Some(d) => match Digest::from_str(d.get_ref()) {
+                Ok(digest) => Some(digest),
+                Err(e) => {
+                    self.error(d.span(), format!("invalid digest: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(tag) = &raw.tag {
+            if !is_tag(tag.get_ref()) {
+                self.error(
+                    tag.span(),
+                    format!(
+                        "invalid tag {:?}: a tag is 1 to 128 of A-Z a-z 0-9 _ . -, not starting with . or -",
+                        tag.get_ref()
+                    ),
+                );
+            }
+        }
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        Some(match (digest, &raw.tag) {
+            (Some(d), _) => Selector::Digest(d),
+            (None, Some(tag)) => Selector::Tag(tag.get_ref().clone()),
+            (None, None) => Selector::Channel {
+                channel: channel?,
+                version,
+            },
+        })
+    }
+}
+
+/// The 1-based line and column (in characters) of byte `offset`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// Checks a skill or target name: `^[a-z0-9]+(-[a-z0-9]+)*$`, at most
+/// [`MAX_NAME_LEN`] characters.
+fn check_name(name: &str) -> Result<(), String> {
+    const RULE: &str =
+        "use lowercase letters and digits in words joined by single hyphens (like \"hello-world\")";
+    if name.is_empty() {
+        return Err(format!("it is empty; {RULE}"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "it is {} characters long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    let ok = name.split('-').all(|w| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(RULE.to_string())
+    }
+}
+
+/// A registry key: `host[:port]` or an alias, using the characters an
+/// image reference's registry part may use.
+fn is_registry_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+}
+
+/// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+fn is_tag(tag: &str) -> bool {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    tag.len() <= 128
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag.bytes().all(valid)
+}
+
+/// `published`, `testing` or `draft`.
+fn parse_channel(s: &str) -> Option<Channel> {
+    match s {
+        "published" => Some(Channel::Published),
+        "testing" => Some(Channel::Testing),
+        "draft" => Some(Channel::Draft),
+        _ => None,
+    }
+}
+
+/// Parses `max_skill_size`: a positive integer of bytes, or a string of
+/// digits followed by B, KB, MB, GB, KiB, MiB or GiB (any case, spaces
+/// allowed before the unit).
+fn parse_size(raw: &RawSize) -> Result<u64, String> {
+    const HINT: &str = "use e.g. \"64MiB\", \"500KB\" or an integer number of bytes";
+    let n = match raw {
+        RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative; {HINT}"))?,
+        RawSize::Text(s) => {
+            let t = s.trim();
+            let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (digits, unit) = t.split_at(digits_end);
+            let unit = unit.trim_start();
+            if digits.is_empty() {
+                return Err(format!("{s:?} does not start with a number; {HINT}"));
+            }
+            let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+                "b" => 1,
+                "kb" => 1000,
+                "mb" => 1000 * 1000,
+                "gb" => 1000 * 1000 * 1000,
+                "kib" => 1 << 10,
+                "mib" => 1 << 20,
+                "gib" => 1 << 30,
+                "" => {
+                    return Err(format!(
+                        "{s:?} has no unit; add one (B, KB, MB, GB, KiB, MiB, GiB) or write the bytes as an integer without quotes"
+                    ))
+                }
+                _ => {
+                    return Err(format!(
+                        "{s:?} has an unknown unit {unit:?}; use B, KB, MB, GB, KiB, MiB or GiB"
+                    ))
+                }
+            };
+            digits
+                .parse::<u64>()
+                .ok()
+                .and_then(|d| d.checked_mul(multiplier))
+                .ok_or_else(|| format!("{s:?} is too large"))?
+        }
+    };
+    if n == 0 {
+        return Err(format!("the size must be at least 1 byte; {HINT}"));
+    }
+    Ok(n)
+}
+
+/// "unknown target" with the known names, and a suggestion when one is
+/// close.
+fn unknown_target_message(name: &str, known: &KnownTargets) -> String {
+    let builtins = BUILTIN_TARGETS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let custom: Vec<&str> = known
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !BUILTIN_TARGETS.iter().any(|(b, _)| b == k))
+        .collect();
+    let mut msg = format!("unknown target {name:?}");
+    if let Some(best) = known
+        .keys()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+    {
+        msg.push_str(&format!(" (did you mean {:?}?)", best.1));
+    }
+    msg.push_str(&format!("; built-in targets are {builtins}"));
+    if !custom.is_empty() {
+        msg.push_str(&format!(", custom targets are {}", custom.join(", ")));
+    }
+    msg.push_str("; define custom ones under [targets.NAME]");
+    msg
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "/etc/sk/skills.toml";
+    const HOME: &str = "/home/u";
+
+    /// A valid skill, appended where a test needs the file to have one.
+    const OK_SKILL: &str = "[skills.ok]\nimage = \"r.io/ok\"\ntargets = [\"claude\"]\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new(FILE), Path::new(HOME))
+    }
+
+    fn parse_ok(text: &str) -> Config {
+        match parse(text) {
+            Ok(c) => c,
+            Err(e) => panic!("expected a valid config, got:\n{e}"),
+        }
+    }
+
+    fn diagnostics(text: &str) -> Vec<Diagnostic> {
+        match parse(text) {
+            Err(ConfigError::Invalid(d)) => {
+                for x in &d {
+                    assert_eq!(x.path, Path::new(FILE));
+                    assert!(x
+                        .to_string()
+                        .starts_with(&format!("{FILE}:{}:{}: ", x.line, x.column)));
+                }
+                d
+            }
+            Err(e) => panic!("expected diagnostics, got {e:?}"),
+            Ok(c) => panic!("expected diagnostics, got {c:?}"),
+        }
+    }
+
+    /// Asserts exactly one problem, at `line`:`column`, whose message
+    /// contains every one of `parts`.
+    #[track_caller]
+    fn assert_one(text: &str, line: usize, column: usize, parts: &[&str]) {
+        let d = diagnostics(text);
+        assert_eq!(d.len(), 1, "expected one diagnostic, got {d:#?}");
+        assert_eq!((d[0].line, d[0].column), (line, column), "{}", d[0]);
+        for part in parts {
+            assert!(
+                d[0].message.contains(part),
+                "{:?} does not contain {part:?}",
+                d[0].message
+            );
+        }
+    }
+
+    fn with_ok(text: &str) -> String {
+        format!("{text}{OK_SKILL}")
+    }
+
+    fn image(registry: &str, repository: &str) -> ImageRef {
+        ImageRef {
+            registry: registry.into(),
+            repository: repository.into(),
+        }
+    }
+
+    const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    // ---- valid configs -------------------------------------------------
+
+    #[test]
+    fn full_example_parses_to_expected_values() {
+        let text = format!(
+            r#"[daemon]
+poll_interval = "5m"            # human durations
+max_skill_size = "64MiB"
+max_entries = 10000
+state_dir = "~/state"
+cache_dir = "cache"
+
+[defaults]
+channel = "published"
+targets = ["claude"]
+
+[registries."127.0.0.1:5000"]
+insecure = true
+
+[registries.demo]
+layout = "demo/layout"
+
+[targets.project-x]
+path = "~/src/project-x/.claude/skills"
+
+[skills.hello-world]
+image = "127.0.0.1:5000/examples/hello-world"
+channel = "published"
+version = "^1.0"
+targets = ["claude", "cursor", "project-x"]
+
+[skills.pinned-tag]
+image = "quay.io/team/pinned"
+tag = "1.0.0"
+
+[skills.pinned-digest]
+image = "localhost:5000/team/pinned"
+digest = "{DIGEST}"
+targets = ["windsurf"]
+
+[skills.from-layout]
+image = "demo/hello"
+channel = "testing"
+"#
+        );
+        let c = parse_ok(&text);
+        let expected = Config {
+            path: PathBuf::from(FILE),
+            daemon: DaemonSettings {
+                poll_interval: Duration::from_secs(300),
+                max_skill_size: 64 * 1024 * 1024,
+                max_entries: 10_000,
+                state_dir: Some(PathBuf::from("/home/u/state")),
+                cache_dir: Some(PathBuf::from("/etc/sk/cache")),
+            },
+            registries: BTreeMap::from([
+                (
+                    "127.0.0.1:5000".to_string(),
+                    RegistrySettings {
+                        insecure: true,
+                        layout: None,
+                    },
+                ),
+                (
+                    "demo".to_string(),
+                    RegistrySettings {
+                        insecure: false,
+                        layout: Some(PathBuf::from("/etc/sk/demo/layout")),
+                    },
+                ),
+            ]),
+            targets: BTreeMap::from([
+                (
+                    "claude".to_string(),
+                    Target {
+                        name: "claude".into(),
+                        path: PathBuf::from("/home/u/.claude/skills"),
+                    },
+                ),
+                (
+                    "cursor".to_string(),
+                    Target {
+                        name: "cursor".into(),
+                        path: PathBuf::from("/home/u/.cursor/skills"),
+                    },
+                ),
+                (
+                    "project-x".to_string(),
+                    Target {
+                        name: "project-x".into(),
+                        path: PathBuf::from("/home/u/src/project-x/.claude/skills"),
+                    },
+                ),
+                (
+                    "windsurf".to_string(),
+                    Target {
+                        name: "windsurf".into(),
+                        path: PathBuf::from("/home/u/.codeium/windsurf/skills"),
+                    },
+                ),
+            ]),
+            skills: BTreeMap::from([
+                (
+                    "hello-world".to_string(),
+                    Skill {
+                        name: "hello-world".into(),
+                        image: image("127.0.0.1:5000", "examples/hello-world"),
+                        selector: Selector::Channel {
+                            channel: Channel::Published,
+                            version: Some(semver::VersionReq::parse("^1.0").unwrap()),
+                        },
+                        targets: vec!["claude".into(), "cursor".into(), "project-x".into()],
+                    },
+                ),
+                (
+                    "pinned-tag".to_string(),
+                    Skill {
+                        name: "pinned-tag".into(),
+                        image: image("quay.io", "team/pinned"),
+                        selector: Selector::Tag("1.0.0".into()),
+                        targets: vec!["claude".into()],
+                    },
+                ),
+                (
+                    "pinned-digest".to_string(),
+                    Skill {
+                        name: "pinned-digest".into(),
+                        image: image("localhost:5000", "team/pinned"),
+                        selector: Selector::Digest(DIGEST.parse().unwrap()),
+                        targets: vec!["windsurf".into()],
+                    },
+                ),
+                (
+                    "from-layout".to_string(),
+                    Skill {
+                        name: "from-layout".into(),
+                        image: image("demo", "hello"),
+                        selector: Selector::Channel {
+                            channel: Channel::Testing,
+                            version: None,
+                        },
+                        targets: vec!["claude".into()],
+                    },
+                ),
+            ]),
+        };
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let c = parse_ok("[skills.a]\nimage = \"r.io/a\"\ntargets = [\"claude\"]\n");
+        assert_eq!(c.daemon, DaemonSettings::default());
+        assert_eq!(c.daemon.poll_interval, Duration::from_secs(300));
+        assert_eq!(c.daemon.max_skill_size, 67_108_864);
+        assert_eq!(c.daemon.max_entries, 10_000);
+        assert_eq!(c.daemon.state_dir, None);
+        assert_eq!(c.daemon.cache_dir, None);
+        assert!(c.registries.is_empty());
+        assert_eq!(
+            c.skills["a"].selector,
+            Selector::Channel {
+                channel: Channel::Published,
+                version: None
+            }
+        );
+        assert_eq!(c.skills["a"].targets, ["claude"]);
+        assert_eq!(c.targets.keys().collect::<Vec<_>>(), ["claude"]);
+    }
+
+    #[test]
+    fn defaults_table_supplies_channel_and_targets() {
+        let c = parse_ok(
+            "[defaults]\nchannel = \"draft\"\ntargets = [\"cursor\", \"opencode\"]\n\
+             [skills.a]\nimage = \"r.io/a\"\nversion = \">=2\"\n\
+             [skills.b]\nimage = \"r.io/b\"\nchannel = \"testing\"\ntargets = [\"openclaw\"]\n",
+        );
+        assert_eq!(
+            c.skills["a"].selector,
+            Selector::Channel {
+                channel: Channel::Draft,
+                version: Some(semver::VersionReq::parse(">=2").unwrap())
+            }
+        );
+        assert_eq!(c.skills["a"].targets, ["cursor", "opencode"]);
+        assert_eq!(
+            c.skills["b"].selector,
+            Selector::Channel {
+                channel: Channel::Testing,
+                version: None
+            }
+        );
+        assert_eq!(c.skills["b"].targets, ["openclaw"]);
+        assert_eq!(
+            c.targets["opencode"].path,
+            PathBuf::from("/home/u/.config/opencode/skills")
+        );
+        assert_eq!(
+            c.targets["openclaw"].path,
+            PathBuf::from("/home/u/.openclaw/skills")
+        );
+        assert_eq!(
+            c.targets.keys().collect::<Vec<_>>(),
+            ["cursor", "openclaw", "opencode"]
+        );
+    }
+
+    #[test]
+    fn defaults_channel_does_not_conflict_with_tag() {
+        let c = parse_ok(
+            "[defaults]\nchannel = \"testing\"\n[skills.a]\nimage = \"r.io/a\"\ntag = \"v1\"\ntargets = [\"claude\"]\n",
+        );
+        assert_eq!(c.skills["a"].selector, Selector::Tag("v1".into()));
+    }
+
+    #[test]
+    fn paths_expand_tilde_and_resolve_against_the_config_dir() {
+        let c = parse_ok(&with_ok(
+            "[daemon]\nstate_dir = \"~\"\ncache_dir = \"../cache\"\n\
+             [registries.abs]\nlayout = \"/srv/layout\"\n\
+             [registries.home]\nlayout = \"~/layouts/x\"\n\
+             [registries.rel]\nlayout = \"layouts/y\"\n\
+             [targets.t-abs]\npath = \"/opt/skills\"\n\
+             [targets.t-home]\npath = \"~/skills\"\n\
+             [targets.t-rel]\npath = \"proj/skills\"\n\
+             [skills.a]\nimage = \"abs\"\ntargets = [\"t-abs\", \"t-home\", \"t-rel\"]\n",
+        ));
+        assert_eq!(c.daemon.state_dir, Some(PathBuf::from("/home/u")));
+        assert_eq!(c.daemon.cache_dir, Some(PathBuf::from("/etc/sk/../cache")));
+        assert_eq!(
+            c.registries["abs"].layout,
+            Some(PathBuf::from("/srv/layout"))
+        );
+        assert_eq!(
+            c.registries["home"].layout,
+            Some(PathBuf::from("/home/u/layouts/x"))
+        );
+        assert_eq!(
+            c.registries["rel"].layout,
+            Some(PathBuf::from("/etc/sk/layouts/y"))
+        );
+        assert_eq!(c.targets["t-abs"].path, PathBuf::from("/opt/skills"));
+        assert_eq!(c.targets["t-home"].path, PathBuf::from("/home/u/skills"));
+        assert_eq!(
+            c.targets["t-rel"].path,
+            PathBuf::from("/etc/sk/proj/skills")
+        );
+        assert_eq!(c.skills["a"].image, image("abs", ""));
+    }
+
+    #[test]
+    fn a_custom_target_overrides_a_builtin() {
+        let c = parse_ok(
+            "[targets.claude]\npath = \"~/work/.claude/skills\"\n\
+             [skills.a]\nimage = \"r.io/a\"\ntargets = [\"claude\"]\n",
+        );
+        assert_eq!(
+            c.targets["claude"],
+            Target {
+                name: "claude".into(),
+                path: PathBuf::from("/home/u/work/.claude/skills"),
+            }
+        );
+    }
+
+    #[test]
+    fn only_used_targets_are_listed() {
+        let c = parse_ok(
+            "[targets.unused]\npath = \"/x\"\n\
+             [skills.a]\nimage = \"r.io/a\"\ntargets = [\"cursor\"]\n",
+        );
+        assert_eq!(c.targets.keys().collect::<Vec<_>>(), ["cursor"]);
+    }
+
+    #[test]
+    fn builtin_targets_table() {
+        let names: Vec<&str> = BUILTIN_TARGETS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            ["claude", "cursor", "windsurf", "opencode", "openclaw"]
+        );
+        for (name, dir) in BUILTIN_TARGETS {
+            assert!(check_name(name).is_ok());
+            assert!(dir.starts_with("~/") && dir.ends_with("/skills"));
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations_in_every_form() {
+        let cases: &[(&str, u64)] = &[
+            ("\"64MiB\"", 64 << 20),
+            ("\"1 GiB\"", 1 << 30),
+            ("\"512KiB\"", 512 << 10),
+            ("\"10B\"", 10),
+            ("\"3KB\"", 3000),
+            ("\"2MB\"", 2_000_000),
+            ("\"1GB\"", 1_000_000_000),
+            ("\"5mib\"", 5 << 20),
+            ("1048576", 1_048_576),
+        ];
+        for (raw, want) in cases {
+            let c = parse_ok(&with_ok(&format!("[daemon]\nmax_skill_size = {raw}\n")));
+            assert_eq!(c.daemon.max_skill_size, *want, "{raw}");
+        }
+        for (raw, want) in [("30s", 30), ("1s", 1), ("1h", 3600), ("1m 30s", 90)] {
+            let c = parse_ok(&with_ok(&format!("[daemon]\npoll_interval = \"{raw}\"\n")));
+            assert_eq!(c.daemon.poll_interval, Duration::from_secs(want), "{raw}");
+        }
+        let c = parse_ok(&with_ok("[daemon]\nmax_entries = 1\n"));
+        assert_eq!(c.daemon.max_entries, 1);
+    }
+
+    #[test]
+    fn registry_keys_without_a_dot_are_hosts_when_declared() {
+        let c = parse_ok(
+            "[registries.myreg]\ninsecure = true\n\
+             [skills.a]\nimage = \"myreg/team/a\"\ntargets = [\"claude\"]\n\
+             [skills.b]\nimage = \"localhost/b\"\ntargets = [\"claude\"]\n",
+        );
+        assert_eq!(c.skills["a"].image, image("myreg", "team/a"));
+        assert_eq!(c.skills["b"].image, image("localhost", "b"));
+        assert_eq!(
+            c.registries["myreg"],
+            RegistrySettings {
+                insecure: true,
+                layout: None
+            }
+        );
+    }
+
+    #[test]
+    fn inline_tables_and_dotted_keys_work() {
+        let c = parse_ok(
+            "[skills]\na = { image = \"r.io/a\", targets = [\"claude\"] }\n\
+             b.image = \"r.io/b\"\nb.tag = \"v2\"\nb.targets = [\"cursor\"]\n",
+        );
+        assert_eq!(c.skills["a"].image, image("r.io", "a"));
+        assert_eq!(c.skills["a"].targets, ["claude"]);
+        assert_eq!(c.skills["b"].image, image("r.io", "b"));
+        assert_eq!(c.skills["b"].selector, Selector::Tag("v2".into()));
+        assert_eq!(c.skills["b"].targets, ["cursor"]);
+    }
+
+    // ---- file access ---------------------------------------------------
+
+    #[test]
+    fn load_reads_a_file_and_resolves_against_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skills.toml");
+        std::fs::write(
+            &file,
+            "[targets.here]\npath = \"skills\"\n[skills.a]\nimage = \"r.io/a\"\ntargets = [\"here\"]\n",
+        )
+        .unwrap();
+        let c = Config::load_with_home(&file, Path::new(HOME)).unwrap();
+        assert_eq!(c.path, file);
+        assert_eq!(c.targets["here"].path, dir.path().join("skills"));
+    }
+
+    #[test]
+    fn load_reports_the_path_of_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nope.toml");
+        let err = Config::load_with_home(&file, Path::new(HOME)).unwrap_err();
+        match &err {
+            ConfigError::Read { path, source } => {
+                assert_eq!(path, &file);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err
+            .to_string()
+            .starts_with(&format!("{}: ", file.display())));
+    }
+
+    #[test]
+    fn load_reports_diagnostics_with_the_absolute_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skills.toml");
+        std::fs::write(&file, "[daemon]\n").unwrap();
+        let err = Config::load_with_home(&file, Path::new(HOME)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:1:1: no skills configured: add a [skills.NAME] table",
+                file.display()
+            )
+        );
+    }
+
+    // ---- errors from the TOML layer ------------------------------------
+
+    #[test]
+    fn syntax_error() {
+        assert_one(
+            "[skills.a]\nimage = \n",
+            2,
+            9,
+            &["string values must be quoted"],
+        );
+        assert_one("\n\n[skills.a\n", 3, 10, &[]);
+    }
+
+    #[test]
+    fn duplicate_key() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\nimage = \"r.io/b\"\n",
+            3,
+            1,
+            &["duplicate key"],
+        );
+    }
+
+    #[test]
+    fn wrong_type() {
+        assert_one(
+            "[daemon]\npoll_interval = 5\n",
+            2,
+            17,
+            &["invalid type: integer `5`, expected a string"],
+        );
+        assert_one(
+            "[daemon]\nmax_skill_size = true\n",
+            2,
+            18,
+            &["expected a size such as \"64MiB\""],
+        );
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\ntargets = [\"claude\", 1]\n",
+            3,
+            22,
+            &["invalid type: integer `1`"],
+        );
+    }
+
+    #[test]
+    fn unknown_keys_everywhere() {
+        assert_one("bogus = 1\n", 1, 1, &["unknown field `bogus`", "`skills`"]);
+        assert_one(
+            "[daemon]\npoll_intervall = \"5m\"\n",
+            2,
+            1,
+            &["unknown field `poll_intervall`", "`poll_interval`"],
+        );
+        assert_one(
+            "[defaults]\nchanel = \"draft\"\n",
+            2,
+            1,
+            &["unknown field `chanel`", "`channel`"],
+        );
+        assert_one(
+            "[registries.\"r:1\"]\nsecure = true\n",
+            2,
+            1,
+            &["unknown field `secure`", "`insecure`"],
+        );
+        assert_one(
+            "[targets.x]\ndir = \"/x\"\n",
+            2,
+            1,
+            &["unknown field `dir`", "`path`"],
+        );
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\n  versions = \"1\"\n",
+            3,
+            3,
+            &["unknown field `versions`", "`version`"],
+        );
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\n[bogus]\n",
+            3,
+            2,
+            &["unknown field `bogus`"],
+        );
+    }
+
+    // ---- validation errors ---------------------------------------------
+
+    #[test]
+    fn no_skills() {
+        let msg = "no skills configured: add a [skills.NAME] table";
+        assert_one("", 1, 1, &[msg]);
+        assert_one("# nothing\n\n", 1, 1, &[msg]);
+        assert_one("[daemon]\npoll_interval = \"1m\"\n", 1, 1, &[msg]);
+        assert_one("\n[skills]\n", 1, 1, &[msg]);
+    }
+
+    #[test]
+    fn unknown_target_in_a_skill() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\ntargets = [\"claude\", \"curser\"]\n",
+            3,
+            22,
+            &[
+                "unknown target \"curser\" (did you mean \"cursor\"?)",
+                "built-in targets are claude, cursor, windsurf, opencode, openclaw",
+                "define custom ones under [targets.NAME]",
+            ],
+        );
+        let d = diagnostics(
+            "[targets.mine]\npath = \"/m\"\n[skills.a]\nimage = \"r.io/a\"\ntargets = [\"zzzzzz\"]\n",
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].line, d[0].column), (5, 12));
+        assert_eq!(
+            d[0].message,
+            "unknown target \"zzzzzz\"; built-in targets are claude, cursor, windsurf, \
+             opencode, openclaw, custom targets are mine; define custom ones under [targets.NAME]"
+        );
+    }
+
+    #[test]
+    fn unknown_target_in_defaults_is_reported_once() {
+        let d = diagnostics(
+            "[defaults]\ntargets = [\"nope\"]\n[skills.a]\nimage = \"r.io/a\"\n[skills.b]\nimage = \"r.io/b\"\n",
+        );
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!((d[0].line, d[0].column), (2, 12));
+        assert_eq!(
+            d[0].message,
+            "unknown target \"nope\"; built-in targets are claude, cursor, windsurf, \
+             opencode, openclaw; define custom ones under [targets.NAME]"
+        );
+    }
+
+    #[test]
+    fn target_listed_twice() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\ntargets = [\"claude\", \"claude\"]\n",
+            3,
+            22,
+            &["target \"claude\" is listed twice"],
+        );
+    }
+
+    #[test]
+    fn two_targets_with_the_same_directory() {
+        assert_one(
+            "[targets.mine]\npath = \"~/.claude/skills\"\n\
+             [skills.a]\nimage = \"r.io/a\"\ntargets = [\"claude\", \"mine\"]\n",
+            5,
+            22,
+            &["targets \"claude\" and \"mine\" are the same directory (/home/u/.claude/skills)"],
+        );
+    }
+
+    #[test]
+    fn bad_skill_names() {
+        for (key, col) in [
+            ("Hello", 9),
+            ("\"hello world\"", 9),
+            ("hello_world", 9),
+            ("-hello", 9),
+            ("hello-", 9),
+            ("hello--world", 9),
+            ("\"\"", 9),
+        ] {
+            let text = format!("[skills.{key}]\nimage = \"r.io/a\"\ntargets = [\"claude\"]\n");
+            assert_one(
+                &text,
+                1,
+                col,
+                &["invalid skill name", "lowercase letters and digits"],
+            );
+        }
+        let long = "a".repeat(65);
+        assert_one(
+            &format!("\n[skills.{long}]\nimage = \"r.io/a\"\ntargets = [\"claude\"]\n"),
+            2,
+            9,
+            &["it is 65 characters long; the limit is 64"],
+        );
+        let max = "a".repeat(64);
+        let c = parse_ok(&format!(
+            "[skills.{max}]\nimage = \"r.io/a\"\ntargets = [\"claude\"]\n"
+        ));
+        assert!(c.skills.contains_key(&max));
+        assert_one(
+            "skills.Bad = { image = \"r.io/a\", targets = [\"claude\"] }\n",
+            1,
+            8,
+            &["invalid skill name \"Bad\""],
+        );
+    }
+
+    #[test]
+    fn bad_target_names() {
+        assert_one(
+            &with_ok("[targets.My_Target]\npath = \"/x\"\n"),
+            1,
+            10,
+            &[
+                "invalid target name \"My_Target\"",
+                "lowercase letters and digits",
+            ],
+        );
+        let long = "b".repeat(65);
+        assert_one(
+            &with_ok(&format!("[targets.{long}]\npath = \"/x\"\n")),
+            1,
+            10,
+            &["invalid target name", "the limit is 64"],
+        );
+    }
+
+    #[test]
+    fn target_without_a_path() {
+        assert_one(
+            &with_ok("[targets.mine]\n"),
+            1,
+            10,
+            &["target \"mine\" has no path: add path = "],
+        );
+        assert_one(
+            &with_ok("[targets.mine]\npath = \"\"\n"),
+            2,
+            8,
+            &["path of target \"mine\" is empty"],
+        );
+    }
+
+    #[test]
+    fn a_skill_on_a_broken_target_is_not_reported_twice() {
+        assert_one(
+            "[targets.mine]\n[skills.a]\nimage = \"r.io/a\"\ntargets = [\"mine\"]\n",
+            1,
+            10,
+            &["has no path"],
+        );
+    }
+
+    #[test]
+    fn bad_durations() {
+        assert_one(
+            &with_ok("[daemon]\npoll_interval = \"5 parsecs\"\n"),
+            2,
+            17,
+            &[
+                "invalid poll_interval \"5 parsecs\"",
+                "use a duration such as \"30s\", \"5m\" or \"1h\"",
+            ],
+        );
+        assert_one(
+            &with_ok("[daemon]\npoll_interval = \"\"\n"),
+            2,
+            17,
+            &["invalid poll_interval \"\""],
+        );
+        assert_one(
+            &with_ok("[daemon]\npoll_interval = \"500ms\"\n"),
+            2,
+            17,
+            &["poll_interval \"500ms\" is too short: the minimum is \"1s\""],
+        );
+    }
+
+    #[test]
+    fn bad_sizes() {
+        let cases: &[(&str, &str)] = &[
+            ("\"64XB\"", "has an unknown unit \"XB\""),
+            ("\"64\"", "has no unit"),
+            ("\"MiB\"", "does not start with a number"),
+            ("\"1.5GiB\"", "unknown unit \".5GiB\""),
+            ("-1", "-1 is negative"),
+            ("0", "at least 1 byte"),
+            ("\"0MiB\"", "at least 1 byte"),
+            ("\"99999999999999GiB\"", "is too large"),
+            ("\"99999999999999999999999B\"", "is too large"),
+        ];
+        for (raw, part) in cases {
+            assert_one(
+                &with_ok(&format!("[daemon]\nmax_skill_size = {raw}\n")),
+                2,
+                18,
+                &["invalid max_skill_size: ", part],
+            );
+        }
+    }
+
+    #[test]
+    fn bad_max_entries() {
+        for raw in ["0", "-5"] {
+            assert_one(
+                &with_ok(&format!("[daemon]\nmax_entries = {raw}\n")),
+                2,
+                15,
+                &[&format!(
+                    "invalid max_entries {raw}: it must be a positive number"
+                )],
+            );
+        }
+    }
+
+    #[test]
+    fn empty_daemon_directories() {
+        let d = diagnostics(&with_ok("[daemon]\nstate_dir = \"\"\ncache_dir = \" \"\n"));
+        let got: Vec<_> = d
+            .iter()
+            .map(|d| (d.line, d.column, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 13, "state_dir is empty: give a directory"),
+                (3, 13, "cache_dir is empty: give a directory"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_version_requirement() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\nversion = \"one point oh\"\ntargets = [\"claude\"]\n",
+            3,
+            11,
+            &[
+                "invalid version requirement \"one point oh\"",
+                "use e.g. \"^1.0\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn bad_digest() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\ndigest = \"sha256:abc\"\ntargets = [\"claude\"]\n",
+            3,
+            10,
+            &["invalid digest: \"sha256:abc\" is not a sha256 digest"],
+        );
+    }
+
+    #[test]
+    fn bad_tag() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\ntag = \"-bad\"\ntargets = [\"claude\"]\n",
+            3,
+            7,
+            &["invalid tag \"-bad\""],
+        );
+        assert_one(
+            &format!(
+                "[skills.a]\nimage = \"r.io/a\"\ntag = \"{}\"\ntargets = [\"claude\"]\n",
+                "t".repeat(129)
+            ),
+            3,
+            7,
+            &["invalid tag"],
+        );
+    }
+
+    #[test]
+    fn bad_channel() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\nchannel = \"deprecated\"\ntargets = [\"claude\"]\n",
+            3,
+            11,
+            &["unknown channel \"deprecated\": use \"published\", \"testing\" or \"draft\""],
+        );
+        assert_one(
+            &with_ok("[defaults]\nchannel = \"stable\"\n"),
+            2,
+            11,
+            &["unknown channel \"stable\""],
+        );
+    }
+
+    #[test]
+    fn bad_images() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a:1.0\"\ntargets = [\"claude\"]\n",
+            2,
+            9,
+            &["must be a repository without a tag or digest"],
+        );
+        assert_one(
+            "[skills.a]\nimage = \"r.io/Upper\"\ntargets = [\"claude\"]\n",
+            2,
+            9,
+            &["is not a valid repository reference"],
+        );
+        assert_one(
+            "[skills.a]\nimage = \"\"\ntargets = [\"claude\"]\n",
+            2,
+            9,
+            &["is not a valid repository reference (empty)"],
+        );
+        assert_one(
+            "[skills.a]\nimage = \"examples/hello\"\ntargets = [\"claude\"]\n",
+            2,
+            9,
+            &[
+                "\"examples\" is neither a registry host",
+                "nor a [registries.examples] layout alias",
+                "e.g. \"quay.io/examples/hello\"",
+            ],
+        );
+        assert_one(
+            "[skills.a]\nimage = \"quay.io\"\ntargets = [\"claude\"]\n",
+            2,
+            9,
+            &["names a registry but no repository"],
+        );
+    }
+
+    #[test]
+    fn skill_without_an_image() {
+        assert_one(
+            "[skills.a]\ntargets = [\"claude\"]\n",
+            1,
+            9,
+            &["skill \"a\" has no image: add image = "],
+        );
+    }
+
+    #[test]
+    fn tag_and_digest_together() {
+        assert_one(
+            &format!(
+                "[skills.a]\nimage = \"r.io/a\"\ntag = \"1.0\"\ndigest = \"{DIGEST}\"\ntargets = [\"claude\"]\n"
+            ),
+            4,
+            10,
+            &["`tag` and `digest` both set"],
+        );
+    }
+
+    #[test]
+    fn version_with_tag_or_digest() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\ntag = \"1.0\"\nversion = \"^1\"\ntargets = [\"claude\"]\n",
+            4,
+            11,
+            &["`version` cannot be combined with `tag`"],
+        );
+        assert_one(
+            &format!(
+                "[skills.a]\nimage = \"r.io/a\"\nversion = \"^1\"\ndigest = \"{DIGEST}\"\ntargets = [\"claude\"]\n"
+            ),
+            3,
+            11,
+            &["`version` cannot be combined with `digest`"],
+        );
+    }
+
+    #[test]
+    fn channel_with_tag_or_digest() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\ntag = \"1.0\"\nchannel = \"testing\"\ntargets = [\"claude\"]\n",
+            4,
+            11,
+            &["`channel` cannot be combined with `tag`"],
+        );
+        assert_one(
+            &format!(
+                "[skills.a]\nimage = \"r.io/a\"\n channel = \"draft\"\ndigest = \"{DIGEST}\"\ntargets = [\"claude\"]\n"
+            ),
+            3,
+            12,
+            &["`channel` cannot be combined with `digest`"],
+        );
+    }
+
+    #[test]
+    fn skill_with_empty_targets() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\ntargets = []\n",
+            3,
+            11,
+            &["skill \"a\" has no targets: list at least one"],
+        );
+        assert_one(
+            "[defaults]\ntargets = [\"claude\"]\n[skills.a]\nimage = \"r.io/a\"\ntargets = []\n",
+            5,
+            11,
+            &["skill \"a\" has no targets"],
+        );
+    }
+
+    #[test]
+    fn skill_without_targets_or_defaults() {
+        assert_one(
+            "[skills.a]\nimage = \"r.io/a\"\n",
+            1,
+            9,
+            &["skill \"a\" has no targets: add targets = [\"claude\"] to [skills.a] or to [defaults]"],
+        );
+        assert_one(
+            "[defaults]\ntargets = []\n[skills.a]\nimage = \"r.io/a\"\n",
+            3,
+            9,
+            &["skill \"a\" has no targets"],
+        );
+    }
+
+    #[test]
+    fn insecure_with_layout() {
+        assert_one(
+            &with_ok("[registries.demo]\nlayout = \"l\"\ninsecure = false\n"),
+            3,
+            12,
+            &[
+                "registry \"demo\" sets both `insecure` and `layout`",
+                "remove `insecure`",
+            ],
+        );
+    }
+
+    #[test]
+    fn empty_layout_path() {
+        assert_one(
+            &with_ok("[registries.demo]\nlayout = \"\"\n"),
+            2,
+            10,
+            &["layout is empty"],
+        );
+    }
+
+    #[test]
+    fn bad_registry_key() {
+        assert_one(
+            &with_ok("[registries.\"r.io/x\"]\ninsecure = true\n"),
+            1,
+            13,
+            &["invalid registry key \"r.io/x\""],
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_file_order() {
+        let text = "\
+[daemon]
+poll_interval = \"soon\"
+max_skill_size = \"lots\"
+
+[targets.Bad]
+path = \"/x\"
+
+[skills.b]
+image = \"r.io/b\"
+targets = [\"curser\"]
+
+[skills.A]
+image = \"r.io/a:latest\"
+version = \"~~\"
+targets = []
+";
+        let d = diagnostics(text);
+        let got: Vec<(usize, usize)> = d.iter().map(|d| (d.line, d.column)).collect();
+        assert_eq!(
+            got,
+            [
+                (2, 17),
+                (3, 18),
+                (5, 10),
+                (10, 12),
+                (12, 9),
+                (13, 9),
+                (14, 11),
+                (15, 11)
+            ],
+            "{d:#?}"
+        );
+        assert!(d[0].message.starts_with("invalid poll_interval"));
+        assert!(d[1].message.starts_with("invalid max_skill_size"));
+        assert!(d[2].message.starts_with("invalid target name"));
+        assert!(d[3].message.starts_with("unknown target \"curser\""));
+        assert!(d[4].message.starts_with("invalid skill name \"A\""));
+        assert!(d[5].message.contains("without a tag or digest"));
+        assert!(d[6].message.starts_with("invalid version requirement"));
+        assert!(d[7].message.starts_with("skill \"A\" has no targets"));
+        let shown = ConfigError::Invalid(d).to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 8);
+        assert!(lines[0].starts_with("/etc/sk/skills.toml:2:17: invalid poll_interval"));
+        assert!(lines[7].starts_with("/etc/sk/skills.toml:15:11: skill \"A\" has no targets"));
+    }
+
+    // ---- helpers -------------------------------------------------------
+
+    #[test]
+    fn line_column_counts_characters() {
+        let text = "ab\nçé=x\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 2), (1, 3));
+        assert_eq!(line_column(text, 3), (2, 1));
+        // "çé" is four bytes, two characters.
+        assert_eq!(line_column(text, 7), (2, 3));
+        // Inside a multi-byte character: the character's own column.
+        assert_eq!(line_column(text, 4), (2, 1));
+        // Past the end.
+        assert_eq!(line_column(text, 100), (3, 1));
+        assert_eq!(line_column("", 0), (1, 1));
+    }
+
+    #[test]
+    fn non_ascii_columns_in_diagnostics() {
+        assert_one(
+            "# é\n[skills.a]\nimage = \"r.io/a\" # ü\nchannel = \"ß\"\ntargets = [\"claude\"]\n",
+            4,
+            11,
+            &["unknown channel \"ß\""],
+        );
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("curser", "cursor"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("claude", "claude"), 0);
+        assert_eq!(edit_distance("clade", "claude"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn names_and_tags() {
+        assert!(check_name("a").is_ok());
+        assert!(check_name("a1-b2-c3").is_ok());
+        assert!(check_name("0").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a.b").is_err());
+        assert!(check_name("é").is_err());
+        assert!(is_tag("1.0.0-testing"));
+        assert!(is_tag("_x"));
+        assert!(is_tag("latest"));
+        assert!(!is_tag(""));
+        assert!(!is_tag(".x"));
+        assert!(!is_tag("a/b"));
+        assert!(!is_tag("a:b"));
     }
 }
