@@ -49,6 +49,9 @@ use crate::channel::Channel;
 use crate::paths::{expand_tilde, Paths, PathsError};
 use crate::reference::{Digest, ImageRef};
 
+/// Targets of a skill when neither it nor `[defaults]` names any.
+pub const DEFAULT_TARGETS: &[&str] = &["claude"];
+
 /// The agents skillsyncd knows without configuration, with their user-scope
 /// skills directories (`~` is the home directory). A `[targets.NAME]` table
 /// with one of these names replaces its directory.
@@ -674,7 +677,10 @@ impl Checker<'_> {
             }
             None => match default_targets {
                 Some(d) if !d.is_empty() => Some(d.to_vec()),
-                _ => {
+                // Neither the skill nor [defaults] names targets: Claude Code,
+                // as documented.
+                None => Some(DEFAULT_TARGETS.iter().map(|t| t.to_string()).collect()),
+                Some(_) => {
                     self.error(
                         key.span(),
                         format!(
@@ -1946,12 +1952,9 @@ channel = "testing"
 
     #[test]
     fn skill_without_targets_or_defaults() {
-        assert_one(
-            "[skills.a]\nimage = \"r.io/a\"\n",
-            1,
-            9,
-            &["skill \"a\" has no targets: add targets = [\"claude\"] to [skills.a] or to [defaults]"],
-        );
+        let c = parse("[skills.a]\nimage = \"r.io/a\"\n").unwrap();
+        assert_eq!(c.skills["a"].targets, vec!["claude".to_string()]);
+        assert_eq!(c.targets["claude"].path, PathBuf::from("/home/u/.claude/skills"));
         assert_one(
             "[defaults]\ntargets = []\n[skills.a]\nimage = \"r.io/a\"\n",
             3,

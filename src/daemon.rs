@@ -7,7 +7,6 @@
 //! atomic swaps recorded as `pending` first; see [`crate::install`]).
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, Skill};
+use crate::config::Skill;
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::reconcile::{Engine, SkillReport, SyncState};
@@ -27,19 +26,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// First retry delay after a failed pass; doubles up to the poll interval.
 pub const RETRY_MIN: Duration = Duration::from_secs(15);
 
-/// Where state and cache go for a config: `[daemon]` overrides, else the
-/// environment's (XDG) dirs.
-pub fn dirs_for(config: &Config, paths: &Paths) -> (PathBuf, PathBuf) {
-    (
-        config.daemon.state_dir.clone().unwrap_or_else(|| paths.state_dir.clone()),
-        config.daemon.cache_dir.clone().unwrap_or_else(|| paths.cache_dir.clone()),
-    )
-}
-
 /// Builds the engine for a config and repairs what a crash left behind.
+/// State and cache go where `[daemon]` says, unless the environment
+/// overrides it (see [`Paths::with_config`]).
 pub fn start_engine(config: Config, paths: &Paths) -> Result<Engine> {
-    let (state_dir, cache_dir) = dirs_for(&config, paths);
-    let engine = Engine::new(config, &state_dir, &cache_dir)?;
+    let paths = paths.clone().with_config(&config.daemon);
+    let engine = Engine::new(config, &paths.state_dir, &paths.cache_dir)?;
     for note in engine.recover()? {
         tracing::info!("{note}");
     }
