@@ -95,7 +95,9 @@ impl Cache {
             });
         }
         let dir = self.blob_dir();
-        tokio::fs::create_dir_all(&dir).await.ctx("creating directory", &dir)?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .ctx("creating directory", &dir)?;
         let partial = dir.join(format!(
             "{}{PARTIAL}{}-{}",
             digest.hex(),
@@ -105,7 +107,9 @@ impl Cache {
         let result = self.download(source, image, digest, size, &partial).await;
         match result {
             Ok(n) => {
-                tokio::fs::rename(&partial, &path).await.ctx("renaming", &partial)?;
+                tokio::fs::rename(&partial, &path)
+                    .await
+                    .ctx("renaming", &partial)?;
                 Ok(Fetched::Downloaded(n))
             }
             Err(e) => {
@@ -124,7 +128,9 @@ impl Cache {
         partial: &Path,
     ) -> Result<u64> {
         let mut stream = source.open_blob(image, digest, size).await?;
-        let mut file = tokio::fs::File::create(partial).await.ctx("creating", partial)?;
+        let mut file = tokio::fs::File::create(partial)
+            .await
+            .ctx("creating", partial)?;
         let mut hasher = sha2::Sha256::new();
         let mut read: u64 = 0;
         while let Some(chunk) = stream.next().await {

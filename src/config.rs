@@ -1954,7 +1954,10 @@ channel = "testing"
     fn skill_without_targets_or_defaults() {
         let c = parse("[skills.a]\nimage = \"r.io/a\"\n").unwrap();
         assert_eq!(c.skills["a"].targets, vec!["claude".to_string()]);
-        assert_eq!(c.targets["claude"].path, PathBuf::from("/home/u/.claude/skills"));
+        assert_eq!(
+            c.targets["claude"].path,
+            PathBuf::from("/home/u/.claude/skills")
+        );
         assert_one(
             "[defaults]\ntargets = []\n[skills.a]\nimage = \"r.io/a\"\n",
             3,

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::Skill;
+use crate::config::{Config, Skill};
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::reconcile::{Engine, SkillReport, SyncState};
@@ -88,7 +88,8 @@ pub async fn run(engine: Engine, shutdown: impl Future<Output = ()>) -> Result<(
         poll_interval = %humantime::format_duration(interval),
         "skillsyncd started"
     );
-    for skill in engine.config().skills.values().cloned() {
+    for skill in engine.config().skills.values() {
+        let skill = skill.clone();
         let engine = engine.clone();
         let mut stop = stop_rx.clone();
         let limit = limit.clone();
@@ -96,7 +97,9 @@ pub async fn run(engine: Engine, shutdown: impl Future<Output = ()>) -> Result<(
             let mut failures: u32 = 0;
             loop {
                 let report = {
-                    let Ok(_permit) = limit.acquire().await else { break };
+                    let Ok(_permit) = limit.acquire().await else {
+                        break;
+                    };
                     if *stop.borrow() {
                         break;
                     }

@@ -254,12 +254,21 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("skills");
         let s = stage(&target, "hello", "v1");
-        assert_eq!(swap_into_place(&target, "hello", &s).unwrap(), Swap::Created);
-        assert_eq!(std::fs::read_to_string(target.join("hello/SKILL.md")).unwrap(), "v1");
+        assert_eq!(
+            swap_into_place(&target, "hello", &s).unwrap(),
+            Swap::Created
+        );
+        assert_eq!(
+            std::fs::read_to_string(target.join("hello/SKILL.md")).unwrap(),
+            "v1"
+        );
         let s = stage(&target, "hello", "v2");
         let how = swap_into_place(&target, "hello", &s).unwrap();
         assert!(matches!(how, Swap::Exchanged | Swap::Fallback));
-        assert_eq!(std::fs::read_to_string(target.join("hello/SKILL.md")).unwrap(), "v2");
+        assert_eq!(
+            std::fs::read_to_string(target.join("hello/SKILL.md")).unwrap(),
+            "v2"
+        );
         assert_eq!(listing(&target), vec!["hello"]);
     }
 
@@ -271,7 +280,10 @@ mod tests {
         swap_into_place(target, "x", &s).unwrap();
         let s = stage(target, "x", "v2");
         fallback_swap(target, "x", &s).unwrap();
-        assert_eq!(std::fs::read_to_string(target.join("x/SKILL.md")).unwrap(), "v2");
+        assert_eq!(
+            std::fs::read_to_string(target.join("x/SKILL.md")).unwrap(),
+            "v2"
+        );
         assert_eq!(listing(target), vec!["x"]);
         uninstall(target, "x").unwrap();
         assert!(listing(target).is_empty());
@@ -291,11 +303,18 @@ mod tests {
             staging: staged.file_name().unwrap().to_str().unwrap().into(),
             old: format!("{OLD_PREFIX}x.1"),
         };
-        std::fs::write(target.join(format!("{JOURNAL_PREFIX}x")), serde_json::to_vec(&j).unwrap()).unwrap();
+        std::fs::write(
+            target.join(format!("{JOURNAL_PREFIX}x")),
+            serde_json::to_vec(&j).unwrap(),
+        )
+        .unwrap();
         std::fs::rename(target.join("x"), &old).unwrap();
         let r = recover(target).unwrap();
         assert_eq!(r.completed, vec!["x".to_string()]);
-        assert_eq!(std::fs::read_to_string(target.join("x/SKILL.md")).unwrap(), "v2");
+        assert_eq!(
+            std::fs::read_to_string(target.join("x/SKILL.md")).unwrap(),
+            "v2"
+        );
         assert_eq!(listing(target), vec!["x"]);
     }
 

@@ -21,8 +21,12 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// Docker manifest list media type.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Every manifest media type we ask registries for.
-pub const ACCEPTED_MANIFEST_TYPES: &[&str] =
-    &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST];
+pub const ACCEPTED_MANIFEST_TYPES: &[&str] = &[
+    OCI_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// Layer media types a skill image may use.
 pub const SKILL_LAYER_TYPES: &[&str] = &[
@@ -147,7 +151,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, FormatError> {
     if raw.schema_version != 2 {
         return Err(FormatError::SchemaVersion(raw.schema_version));
     }
-    let is_index_type = matches!(raw.media_type.as_deref(), Some(OCI_INDEX | DOCKER_MANIFEST_LIST));
+    let is_index_type = matches!(
+        raw.media_type.as_deref(),
+        Some(OCI_INDEX | DOCKER_MANIFEST_LIST)
+    );
     match (raw.manifests, raw.layers, raw.config) {
         (Some(manifests), None, _) => Ok(Parsed::Index(manifests)),
         (None, Some(layers), Some(config)) if !is_index_type => Ok(Parsed::Image(ImageManifest {
@@ -162,9 +169,14 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, FormatError> {
 /// Picks the manifest to use from an index: linux/amd64 first, then any
 /// linux entry, then an entry without a platform.
 pub fn pick_from_index(entries: &[Descriptor]) -> Result<&Descriptor, FormatError> {
-    let is_manifest = |d: &&Descriptor| d.media_type == OCI_MANIFEST || d.media_type == DOCKER_MANIFEST;
+    let is_manifest =
+        |d: &&Descriptor| d.media_type == OCI_MANIFEST || d.media_type == DOCKER_MANIFEST;
     let linux = |d: &&Descriptor| d.platform.as_ref().is_some_and(|p| p.os == "linux");
-    let amd64 = |d: &&Descriptor| d.platform.as_ref().is_some_and(|p| p.architecture == "amd64");
+    let amd64 = |d: &&Descriptor| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| p.architecture == "amd64")
+    };
     if entries
         .iter()
         .all(|d| d.media_type == OCI_INDEX || d.media_type == DOCKER_MANIFEST_LIST)
@@ -177,7 +189,12 @@ pub fn pick_from_index(entries: &[Descriptor]) -> Result<&Descriptor, FormatErro
         .filter(is_manifest)
         .find(|d| linux(d) && amd64(d))
         .or_else(|| entries.iter().filter(is_manifest).find(linux))
-        .or_else(|| entries.iter().filter(is_manifest).find(|d| d.platform.is_none()))
+        .or_else(|| {
+            entries
+                .iter()
+                .filter(is_manifest)
+                .find(|d| d.platform.is_none())
+        })
         .ok_or(FormatError::NoLinuxManifest)
 }
 
@@ -187,12 +204,18 @@ impl ImageManifest {
         if self.layers.len() != 1 {
             return Err(FormatError::LayerCount(self.layers.len()));
         }
-        let layer = self.layers.into_iter().next().ok_or(FormatError::LayerCount(0))?;
+        let layer = self
+            .layers
+            .into_iter()
+            .next()
+            .ok_or(FormatError::LayerCount(0))?;
         if !SKILL_LAYER_TYPES.contains(&layer.media_type.as_str()) {
             return Err(FormatError::LayerType(layer.media_type));
         }
         let status = channel::parse_status(
-            self.annotations.get(channel::STATUS_ANNOTATION).map(String::as_str),
+            self.annotations
+                .get(channel::STATUS_ANNOTATION)
+                .map(String::as_str),
         );
         Ok(SkillManifest {
             digest,
@@ -228,7 +251,9 @@ mod tests {
             &layer("application/vnd.oci.image.layer.v1.tar+gzip"),
             r#""io.skillimage.status":"published","org.opencontainers.image.version":"1.0.0""#,
         );
-        let Parsed::Image(m) = parse(text.as_bytes()).unwrap() else { panic!() };
+        let Parsed::Image(m) = parse(text.as_bytes()).unwrap() else {
+            panic!()
+        };
         let s = m.into_skill(Digest::of(text.as_bytes())).unwrap();
         assert_eq!(s.status, Ok(Status::Published));
         assert_eq!(s.version.as_deref(), Some("1.0.0"));
@@ -237,29 +262,62 @@ mod tests {
 
     #[test]
     fn accepts_the_redhat_profile() {
-        let text = manifest(&layer("application/vnd.redhat.agentskill.layer.v1.tar+gzip"), "");
-        let Parsed::Image(m) = parse(text.as_bytes()).unwrap() else { panic!() };
+        let text = manifest(
+            &layer("application/vnd.redhat.agentskill.layer.v1.tar+gzip"),
+            "",
+        );
+        let Parsed::Image(m) = parse(text.as_bytes()).unwrap() else {
+            panic!()
+        };
         let s = m.into_skill(Digest::of(b"")).unwrap();
-        assert!(s.status.is_err(), "missing status is reported, not defaulted");
+        assert!(
+            s.status.is_err(),
+            "missing status is reported, not defaulted"
+        );
     }
 
     #[test]
     fn rejects_bad_layers() {
-        let two = format!("{},{}", layer(SKILL_LAYER_TYPES[0]), layer(SKILL_LAYER_TYPES[0]));
-        let Parsed::Image(m) = parse(manifest(&two, "").as_bytes()).unwrap() else { panic!() };
-        assert_eq!(m.into_skill(Digest::of(b"")).unwrap_err(), FormatError::LayerCount(2));
-        let Parsed::Image(m) = parse(manifest("", "").as_bytes()).unwrap() else { panic!() };
-        assert_eq!(m.into_skill(Digest::of(b"")).unwrap_err(), FormatError::LayerCount(0));
+        let two = format!(
+            "{},{}",
+            layer(SKILL_LAYER_TYPES[0]),
+            layer(SKILL_LAYER_TYPES[0])
+        );
+        let Parsed::Image(m) = parse(manifest(&two, "").as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            m.into_skill(Digest::of(b"")).unwrap_err(),
+            FormatError::LayerCount(2)
+        );
+        let Parsed::Image(m) = parse(manifest("", "").as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            m.into_skill(Digest::of(b"")).unwrap_err(),
+            FormatError::LayerCount(0)
+        );
         let zstd = layer("application/vnd.oci.image.layer.v1.tar+zstd");
-        let Parsed::Image(m) = parse(manifest(&zstd, "").as_bytes()).unwrap() else { panic!() };
-        assert!(matches!(m.into_skill(Digest::of(b"")), Err(FormatError::LayerType(_))));
+        let Parsed::Image(m) = parse(manifest(&zstd, "").as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(
+            m.into_skill(Digest::of(b"")),
+            Err(FormatError::LayerType(_))
+        ));
     }
 
     #[test]
     fn rejects_non_manifests() {
         assert!(matches!(parse(b"not json"), Err(FormatError::Json(_))));
-        assert_eq!(parse(br#"{"schemaVersion":1}"#).unwrap_err(), FormatError::SchemaVersion(1));
-        assert_eq!(parse(br#"{"schemaVersion":2}"#).unwrap_err(), FormatError::NotAManifest);
+        assert_eq!(
+            parse(br#"{"schemaVersion":1}"#).unwrap_err(),
+            FormatError::SchemaVersion(1)
+        );
+        assert_eq!(
+            parse(br#"{"schemaVersion":2}"#).unwrap_err(),
+            FormatError::NotAManifest
+        );
     }
 
     #[test]
@@ -270,8 +328,13 @@ mod tests {
               {{"mediaType":"{OCI_MANIFEST}","digest":"sha256:{}","size":2,"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#,
             "1".repeat(64)
         );
-        let Parsed::Index(entries) = parse(text.as_bytes()).unwrap() else { panic!() };
+        let Parsed::Index(entries) = parse(text.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(pick_from_index(&entries).unwrap().size, 2);
-        assert_eq!(pick_from_index(&entries[..1]).unwrap_err(), FormatError::NoLinuxManifest);
+        assert_eq!(
+            pick_from_index(&entries[..1]).unwrap_err(),
+            FormatError::NoLinuxManifest
+        );
     }
 }

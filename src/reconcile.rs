@@ -205,10 +205,17 @@ impl Engine {
         for target in self.config.targets.values() {
             let r = install::recover(&target.path)?;
             for name in r.completed {
-                notes.push(format!("completed an interrupted install of {name} in {}", target.path.display()));
+                notes.push(format!(
+                    "completed an interrupted install of {name} in {}",
+                    target.path.display()
+                ));
             }
             if r.removed > 0 {
-                notes.push(format!("removed {} leftover staging dirs in {}", r.removed, target.path.display()));
+                notes.push(format!(
+                    "removed {} leftover staging dirs in {}",
+                    r.removed,
+                    target.path.display()
+                ));
             }
         }
         let n = self.cache.clean_partials()?;
@@ -245,7 +252,12 @@ impl Engine {
 
     /// Fetches a manifest by digest, verifies it, follows an index to its
     /// linux manifest, and checks the skillimage rules.
-    async fn load_manifest(&self, source: &impl Source, image: &ImageRef, digest: &Digest) -> Result<SkillManifest> {
+    async fn load_manifest(
+        &self,
+        source: &impl Source,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<SkillManifest> {
         let mut digest = digest.clone();
         for _ in 0..2 {
             let bytes = source.fetch_manifest(image, &digest).await?;
@@ -264,7 +276,10 @@ impl Engine {
             match manifest::parse(&bytes).map_err(format_err)? {
                 Parsed::Image(m) => return m.into_skill(digest.clone()).map_err(format_err),
                 Parsed::Index(entries) => {
-                    digest = manifest::pick_from_index(&entries).map_err(format_err)?.digest.clone();
+                    digest = manifest::pick_from_index(&entries)
+                        .map_err(format_err)?
+                        .digest
+                        .clone();
                 }
             }
         }
@@ -289,7 +304,12 @@ impl Engine {
     }
 
     /// Step 1: what should be installed.
-    async fn resolve(&self, source: &impl Source, skill: &Skill, prev: Option<&SkillState>) -> Result<Desired> {
+    async fn resolve(
+        &self,
+        source: &impl Source,
+        skill: &Skill,
+        prev: Option<&SkillState>,
+    ) -> Result<Desired> {
         let image = &skill.image;
         let known = |d: &Digest| -> Option<Installed> {
             prev.filter(|p| p.ref_digest.as_ref() == Some(d))
@@ -321,7 +341,8 @@ impl Engine {
                     .and_then(|p| p.current.as_ref())
                     .and_then(|c| c.version.as_deref())
                     .and_then(|v| semver::Version::parse(v).ok());
-                let fetched: StdMutex<HashMap<Digest, SkillManifest>> = StdMutex::new(HashMap::new());
+                let fetched: StdMutex<HashMap<Digest, SkillManifest>> =
+                    StdMutex::new(HashMap::new());
                 let fetched_ref = &fetched;
                 let lookup = |c: &VersionTag| {
                     let tag = c.tag.clone();
@@ -341,12 +362,18 @@ impl Engine {
                         Ok(Lookup { digest, status })
                     }
                 };
-                let sel = channel::select(&tags, *channel, version.as_ref(), installed_version.as_ref(), lookup)
-                    .await
-                    .map_err(|e| match e {
-                        SelectError::Lookup(e) => e,
-                        other => Error::NoVersion(format!("{image}: {other}")),
-                    })?;
+                let sel = channel::select(
+                    &tags,
+                    *channel,
+                    version.as_ref(),
+                    installed_version.as_ref(),
+                    lookup,
+                )
+                .await
+                .map_err(|e| match e {
+                    SelectError::Lookup(e) => e,
+                    other => Error::NoVersion(format!("{image}: {other}")),
+                })?;
                 let manifest = fetched.lock().ok().and_then(|mut m| m.remove(&sel.digest));
                 let known = match (&manifest, known(&sel.digest)) {
                     (Some(m), _) => Self::installed_from(m)?,
@@ -413,7 +440,12 @@ impl Engine {
         report
     }
 
-    fn target_reports(&self, skill: &Skill, prev: Option<&SkillState>, layer: Option<&Digest>) -> Vec<TargetReport> {
+    fn target_reports(
+        &self,
+        skill: &Skill,
+        prev: Option<&SkillState>,
+        layer: Option<&Digest>,
+    ) -> Vec<TargetReport> {
         skill
             .targets
             .iter()
@@ -423,7 +455,9 @@ impl Engine {
                 let rec = prev.and_then(|p| p.targets.get(&t.name));
                 let installed = rec.and_then(|r| r.installed.as_ref());
                 let state = match (installed, layer) {
-                    (Some(i), Some(l)) if &i.layer_digest == l && exists(&path) => TargetSync::InSync,
+                    (Some(i), Some(l)) if &i.layer_digest == l && exists(&path) => {
+                        TargetSync::InSync
+                    }
                     (Some(_), None) if exists(&path) => TargetSync::InSync,
                     (None, _) if rec.is_none() && exists(&path) => TargetSync::Conflict,
                     _ => TargetSync::Pending,
@@ -458,14 +492,24 @@ impl Engine {
             skill.name,
             known.version.as_deref().unwrap_or("(no version)")
         );
-        if desired.kept_deprecated && prev.as_ref().and_then(|p| p.current.as_ref()).map(|c| c.status) != Some(Status::Deprecated) {
-            report.changes.push(format!("{label} is deprecated; kept installed (no newer version qualifies)"));
+        if desired.kept_deprecated
+            && prev
+                .as_ref()
+                .and_then(|p| p.current.as_ref())
+                .map(|c| c.status)
+                != Some(Status::Deprecated)
+        {
+            report.changes.push(format!(
+                "{label} is deprecated; kept installed (no newer version qualifies)"
+            ));
         }
 
         // Step 2: plan every target.
         let mut plans = Vec::new();
         for tname in &skill.targets {
-            let Some(target) = self.config.targets.get(tname) else { continue };
+            let Some(target) = self.config.targets.get(tname) else {
+                continue;
+            };
             let path = target.path.join(&skill.name);
             let plan = plan_target(
                 skill_state.targets.get(tname),
@@ -476,7 +520,10 @@ impl Engine {
             plans.push((target.clone(), path, plan));
         }
         let mut state_changed = skill_state.ref_digest.as_ref() != Some(&desired.ref_digest)
-            || skill_state.current.as_ref().map(|c| (&c.manifest_digest, c.status))
+            || skill_state
+                .current
+                .as_ref()
+                .map(|c| (&c.manifest_digest, c.status))
                 != Some((&known.manifest_digest, known.status));
         skill_state.ref_digest = Some(desired.ref_digest.clone());
         skill_state.current = Some(known.clone());
@@ -487,7 +534,10 @@ impl Engine {
         if needs_install {
             let manifest = match desired.manifest.clone() {
                 Some(m) => m,
-                None => self.load_manifest(source, &skill.image, &known.manifest_digest).await?,
+                None => {
+                    self.load_manifest(source, &skill.image, &known.manifest_digest)
+                        .await?
+                }
             };
             let fetched = self
                 .cache
@@ -546,24 +596,32 @@ impl Engine {
                     tr.error = first_error.clone();
                 }
                 TargetPlan::Install => {
-                    let Some(blob) = layer_blob.clone() else { continue };
+                    let Some(blob) = layer_blob.clone() else {
+                        continue;
+                    };
                     // Mark the folder ours before it appears, so a crash
                     // after the swap cannot make it a stranger's.
-                    let entry = skill_state.targets.entry(target.name.clone()).or_insert(TargetState {
-                        path: path.clone(),
-                        installed: None,
-                        pending: None,
-                    });
+                    let entry =
+                        skill_state
+                            .targets
+                            .entry(target.name.clone())
+                            .or_insert(TargetState {
+                                path: path.clone(),
+                                installed: None,
+                                pending: None,
+                            });
                     entry.path = path.clone();
                     entry.pending = Some(known.layer_digest.clone());
                     self.commit_state(&skill.name, &skill_state).await?;
                     match self.install_one(&blob, &target.path, &skill.name).await {
                         Ok(()) => {
-                            let entry = skill_state.targets.entry(target.name.clone()).or_insert(TargetState {
-                                path: path.clone(),
-                                installed: None,
-                                pending: None,
-                            });
+                            let entry = skill_state.targets.entry(target.name.clone()).or_insert(
+                                TargetState {
+                                    path: path.clone(),
+                                    installed: None,
+                                    pending: None,
+                                },
+                            );
                             entry.pending = None;
                             entry.installed = Some(Installed {
                                 installed_at: now_rfc3339(),
@@ -599,7 +657,11 @@ impl Engine {
         if state_changed {
             self.commit_state(&skill.name, &skill_state).await?;
         }
-        if let Some(c) = report.targets.iter().find(|t| t.state == TargetSync::Conflict) {
+        if let Some(c) = report
+            .targets
+            .iter()
+            .find(|t| t.state == TargetSync::Conflict)
+        {
             report.state = SyncState::Conflict;
             report.error = c.error.clone();
         }
@@ -627,7 +689,8 @@ impl Engine {
         tokio::task::spawn_blocking(move || -> Result<()> {
             let staging = install::prepare_staging(&target_dir, &name)?;
             let result = (|| {
-                let file = std::fs::File::open(&blob).map_err(|e| Error::io("opening", &blob, e))?;
+                let file =
+                    std::fs::File::open(&blob).map_err(|e| Error::io("opening", &blob, e))?;
                 unpack::unpack_tar_gz(std::io::BufReader::new(file), &staging, &limits)?;
                 if !staging.join("SKILL.md").is_file() {
                     return Err(Error::Format {

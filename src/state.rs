@@ -124,9 +124,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(".tmp-")
         .tempfile_in(dir)
         .ctx("creating temporary file in", dir)?;
-    tmp.write_all(bytes).ctx("writing", tmp.path().to_path_buf())?;
+    tmp.write_all(bytes)
+        .ctx("writing", tmp.path().to_path_buf())?;
     tmp.as_file().sync_all().ctx("syncing", path)?;
-    tmp.persist(path).map_err(|e| Error::io("renaming into place", path, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("renaming into place", path, e.error))?;
     crate::install::sync_dir(dir)
 }
 

@@ -21,7 +21,9 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Validate a config file without contacting anything.
-    #[command(after_help = "Examples:\n  skillsyncctl check\n  skillsyncctl check --config ./skills.toml")]
+    #[command(
+        after_help = "Examples:\n  skillsyncctl check\n  skillsyncctl check --config ./skills.toml"
+    )]
     Check {
         /// The config file [default: $XDG_CONFIG_HOME/skillsync/skills.toml].
         #[arg(long, short, env = "SKILLSYNC_CONFIG")]

@@ -16,7 +16,10 @@ use skillsyncd::reconcile::SyncState;
 
 /// Keeps AI agents' skill folders in sync with skill images in OCI registries.
 #[derive(Parser)]
-#[command(version, after_help = "Examples:\n  skillsyncd --once                       one pass with ~/.config/skillsync/skills.toml\n  skillsyncd --config team.toml           run as a daemon\n  RUST_LOG=skillsyncd=debug skillsyncd    more detail")]
+#[command(
+    version,
+    after_help = "Examples:\n  skillsyncd --once                       one pass with ~/.config/skillsync/skills.toml\n  skillsyncd --config team.toml           run as a daemon\n  RUST_LOG=skillsyncd=debug skillsyncd    more detail"
+)]
 struct Args {
     /// The config file [default: $XDG_CONFIG_HOME/skillsync/skills.toml].
     #[arg(long, short, env = "SKILLSYNC_CONFIG")]
@@ -100,7 +103,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -125,38 +125,52 @@ impl Source for LayoutSource {
 
     async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
         let entries = self.entries(image).await?;
-        let (_, digest) = entries
-            .into_iter()
-            .find(|(t, _)| t == tag)
-            .ok_or_else(|| SourceError::NotFound {
-                what: format!("tag {tag} of {:?}", image.repository),
-                endpoint: self.endpoint(),
-            })?;
+        let (_, digest) =
+            entries
+                .into_iter()
+                .find(|(t, _)| t == tag)
+                .ok_or_else(|| SourceError::NotFound {
+                    what: format!("tag {tag} of {:?}", image.repository),
+                    endpoint: self.endpoint(),
+                })?;
         digest
             .parse()
             .map_err(|e| self.err(format!("index.json entry for {tag}: {e}")))
     }
 
-    async fn fetch_manifest(&self, _image: &ImageRef, digest: &Digest) -> Result<Vec<u8>, SourceError> {
+    async fn fetch_manifest(
+        &self,
+        _image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, SourceError> {
         let path = self.blob_path(digest);
-        read_capped(&path, MAX_MANIFEST_SIZE).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => SourceError::NotFound {
-                what: format!("manifest {digest}"),
-                endpoint: self.endpoint(),
-            },
-            _ => self.err(format!("reading manifest {digest}: {e}")),
-        })
+        read_capped(&path, MAX_MANIFEST_SIZE)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => SourceError::NotFound {
+                    what: format!("manifest {digest}"),
+                    endpoint: self.endpoint(),
+                },
+                _ => self.err(format!("reading manifest {digest}: {e}")),
+            })
     }
 
-    async fn open_blob(&self, _image: &ImageRef, digest: &Digest, _size: u64) -> Result<BlobStream, SourceError> {
+    async fn open_blob(
+        &self,
+        _image: &ImageRef,
+        digest: &Digest,
+        _size: u64,
+    ) -> Result<BlobStream, SourceError> {
         let path = self.blob_path(digest);
-        let file = tokio::fs::File::open(&path).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => SourceError::NotFound {
-                what: format!("blob {digest}"),
-                endpoint: self.endpoint(),
-            },
-            _ => self.err(format!("opening blob {digest}: {e}")),
-        })?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => SourceError::NotFound {
+                    what: format!("blob {digest}"),
+                    endpoint: self.endpoint(),
+                },
+                _ => self.err(format!("opening blob {digest}: {e}")),
+            })?;
         let stream = futures_util::stream::unfold(file, |mut file| async move {
             let mut buf = vec![0u8; 64 * 1024];
             match file.read(&mut buf).await {

@@ -161,7 +161,11 @@ impl Source for AnySource<'_> {
     async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
         delegate!(self, s => s.resolve_tag(image, tag).await)
     }
-    async fn fetch_manifest(&self, image: &ImageRef, digest: &Digest) -> Result<Vec<u8>, SourceError> {
+    async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, SourceError> {
         delegate!(self, s => s.fetch_manifest(image, digest).await)
     }
     async fn open_blob(

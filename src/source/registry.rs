@@ -47,7 +47,11 @@ impl RegistrySource {
 }
 
 fn reference(image: &ImageRef, tag: &str) -> Reference {
-    Reference::with_tag(image.registry.clone(), image.repository.clone(), tag.to_string())
+    Reference::with_tag(
+        image.registry.clone(),
+        image.repository.clone(),
+        tag.to_string(),
+    )
 }
 
 fn by_digest(image: &ImageRef, digest: &Digest) -> Reference {
@@ -99,7 +103,9 @@ fn convert(image: &ImageRef, what: String, err: OciDistributionError) -> SourceE
                 message: message.chars().take(200).collect(),
             },
         },
-        OciDistributionError::ImageManifestNotFoundError(_) => SourceError::NotFound { what, endpoint },
+        OciDistributionError::ImageManifestNotFoundError(_) => {
+            SourceError::NotFound { what, endpoint }
+        }
         OciDistributionError::RequestError(e) => SourceError::Network {
             endpoint,
             message: chain(&e),
@@ -154,7 +160,11 @@ impl Source for RegistrySource {
         })
     }
 
-    async fn fetch_manifest(&self, image: &ImageRef, digest: &Digest) -> Result<Vec<u8>, SourceError> {
+    async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, SourceError> {
         let r = by_digest(image, digest);
         let (bytes, _) = self
             .client
@@ -170,7 +180,12 @@ impl Source for RegistrySource {
         Ok(bytes.to_vec())
     }
 
-    async fn open_blob(&self, image: &ImageRef, digest: &Digest, size: u64) -> Result<BlobStream, SourceError> {
+    async fn open_blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobStream, SourceError> {
         let r = by_digest(image, digest);
         let desc = OciDescriptor {
             digest: digest.to_string(),
