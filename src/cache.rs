@@ -18,6 +18,11 @@ use crate::error::{Error, IoContext, Result};
 use crate::reference::{Digest, ImageRef};
 use crate::source::Source;
 
+/// Cached manifests not referenced by the state are kept this long after
+/// their last use, so a poll that keeps meeting the same manifests (a
+/// deprecated newer version, say) does not fetch them again.
+pub const MANIFEST_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// Marks partial downloads.
 const PARTIAL: &str = ".partial-";
 
@@ -49,6 +54,44 @@ impl Cache {
     /// Where a blob lives once cached.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.blob_dir().join(digest.hex())
+    }
+
+    fn manifest_dir(&self) -> PathBuf {
+        self.root.join("manifests").join("sha256")
+    }
+
+    /// A manifest or index verified earlier, if cached. The bytes are checked
+    /// against the digest again (they are small), and the file's time is
+    /// refreshed so garbage collection keeps manifests still being polled.
+    pub fn read_manifest(&self, digest: &Digest) -> Option<Vec<u8>> {
+        let path = self.manifest_dir().join(digest.hex());
+        let bytes = std::fs::read(&path).ok()?;
+        if Digest::of(&bytes) != *digest {
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        Some(bytes)
+    }
+
+    /// Keeps a manifest or index whose digest the caller has verified.
+    /// Not fsynced: a manifest lost in a crash is fetched again, and one
+    /// damaged is caught by the digest check on read.
+    pub fn store_manifest(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        let dir = self.manifest_dir();
+        std::fs::create_dir_all(&dir).ctx("creating directory", &dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .ctx("creating temporary file in", &dir)?;
+        tmp.write_all(bytes).ctx("writing", tmp.path().to_path_buf())?;
+        let path = dir.join(digest.hex());
+        tmp.persist(&path)
+            .map_err(|e| Error::io("renaming into place", path, e.error))?;
+        Ok(())
     }
 
     /// Removes partial downloads left by a crash.
@@ -160,23 +203,38 @@ impl Cache {
         Ok(read)
     }
 
-    /// Deletes every cached blob not in `keep`. Returns how many were removed.
+    /// Deletes every cached blob not in `keep`, and every cached manifest
+    /// not in `keep` that was not read for [`MANIFEST_TTL`]. Returns how many
+    /// files were removed.
     pub fn collect_garbage(&self, keep: &HashSet<Digest>) -> Result<usize> {
-        let dir = self.blob_dir();
-        let entries = match std::fs::read_dir(&dir) {
+        let mut removed = Self::sweep(&self.blob_dir(), keep, None)?;
+        removed += Self::sweep(&self.manifest_dir(), keep, Some(MANIFEST_TTL))?;
+        Ok(removed)
+    }
+
+    fn sweep(dir: &Path, keep: &HashSet<Digest>, ttl: Option<std::time::Duration>) -> Result<usize> {
+        let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(Error::io("reading", dir, e)),
         };
         let mut removed = 0;
         for entry in entries {
-            let entry = entry.ctx("reading", &dir)?;
+            let entry = entry.ctx("reading", dir)?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else {
                 continue;
             };
-            if !keep.contains(&digest) {
+            let fresh = ttl.is_some_and(|ttl| {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age < ttl)
+            });
+            if !keep.contains(&digest) && !fresh {
                 std::fs::remove_file(entry.path()).ctx("removing", entry.path())?;
                 removed += 1;
             }

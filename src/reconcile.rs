@@ -242,8 +242,10 @@ impl Engine {
             .flat_map(|s| {
                 s.targets
                     .values()
-                    .filter_map(|t| t.installed.as_ref().map(|i| i.layer_digest.clone()))
-                    .chain(s.current.as_ref().map(|c| c.layer_digest.clone()))
+                    .filter_map(|t| t.installed.as_ref())
+                    .chain(s.current.as_ref())
+                    .flat_map(|i| [i.layer_digest.clone(), i.manifest_digest.clone()])
+                    .chain(s.ref_digest.clone())
             })
             .collect();
         drop(state);
@@ -260,15 +262,22 @@ impl Engine {
     ) -> Result<SkillManifest> {
         let mut digest = digest.clone();
         for _ in 0..2 {
-            let bytes = source.fetch_manifest(image, &digest).await?;
-            let actual = Digest::of(&bytes);
-            if actual != digest {
-                return Err(Error::DigestMismatch {
-                    what: format!("manifest of {image}"),
-                    expected: digest.to_string(),
-                    actual: actual.to_string(),
-                });
-            }
+            let bytes = match self.cache.read_manifest(&digest) {
+                Some(b) => b,
+                None => {
+                    let bytes = source.fetch_manifest(image, &digest).await?;
+                    let actual = Digest::of(&bytes);
+                    if actual != digest {
+                        return Err(Error::DigestMismatch {
+                            what: format!("manifest of {image}"),
+                            expected: digest.to_string(),
+                            actual: actual.to_string(),
+                        });
+                    }
+                    self.cache.store_manifest(&digest, &bytes)?;
+                    bytes
+                }
+            };
             let format_err = |e: manifest::FormatError| Error::Format {
                 reference: format!("{image}@{digest}"),
                 reason: e.to_string(),
