@@ -7,4 +7,5 @@
 
 mod support;
 
+mod demo_layout;
 mod support_selftest;
