@@ -1,0 +1,11 @@
+//! skillsyncd's integration tests: one binary, so the support code (real
+//! registry, fault proxy, skill image builder, sandboxed HOME) is compiled
+//! once and shared.
+//!
+//! Needs `/usr/bin/docker-registry` (Debian package `docker-registry`) and
+//! `/usr/bin/skopeo`.
+
+mod support;
+
+mod demo_layout;
+mod support_selftest;
