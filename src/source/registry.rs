@@ -6,11 +6,12 @@
 //! cap manifests here and blobs in the cache), and it knows nothing of
 //! retries (the daemon's scheduler backs off).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -19,9 +20,22 @@ use super::{BlobStream, Source, SourceError};
 use crate::manifest::{ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_SIZE};
 use crate::reference::{Digest, ImageRef};
 
+/// Whether a registry asks for authentication, learned from one `GET /v2/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// No challenge: every request may go straight to the API.
+    Open,
+    /// A `WWW-Authenticate` challenge: oci-client's token flow applies.
+    Challenged,
+}
+
 /// Registries reached over the network.
 pub struct RegistrySource {
     client: Client,
+    /// For the one version check per registry.
+    http: reqwest::Client,
+    insecure: Vec<String>,
+    access: tokio::sync::Mutex<HashMap<String, Access>>,
 }
 
 impl RegistrySource {
@@ -32,7 +46,7 @@ impl RegistrySource {
         // harmless (the second call reports the first one is in place).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure),
+            protocol: ClientProtocol::HttpsExcept(insecure.clone()),
             connect_timeout: Some(Duration::from_secs(10)),
             read_timeout: Some(Duration::from_secs(60)),
             user_agent: concat!("skillsyncd/", env!("CARGO_PKG_VERSION")),
@@ -42,7 +56,69 @@ impl RegistrySource {
             endpoint: "registry client".into(),
             reason: e.to_string(),
         })?;
-        Ok(RegistrySource { client })
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("skillsyncd/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| SourceError::Setup {
+                endpoint: "registry client".into(),
+                reason: chain(&e),
+            })?;
+        Ok(RegistrySource {
+            client,
+            http,
+            insecure,
+            access: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The credentials to hand oci-client for `registry`.
+    ///
+    /// oci-client asks `GET /v2/` before *every* request to a registry that
+    /// sends no auth challenge (it caches tokens, and such a registry gives
+    /// none), which would double every poll. So the version check is made
+    /// here once per registry: an open registry gets an empty bearer token,
+    /// which oci-client uses without asking again and an open registry
+    /// ignores; a challenging one gets oci-client's normal token flow.
+    async fn auth(&self, image: &ImageRef) -> Result<RegistryAuth, SourceError> {
+        let mut access = self.access.lock().await;
+        let known = match access.get(&image.registry) {
+            Some(a) => *a,
+            None => {
+                let scheme = if self.insecure.contains(&image.registry) {
+                    "http"
+                } else {
+                    "https"
+                };
+                let url = format!("{scheme}://{}/v2/", image.registry);
+                let resp = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| SourceError::Network {
+                        endpoint: image.registry.clone(),
+                        message: chain(&e),
+                    })?;
+                let a = if resp
+                    .headers()
+                    .contains_key(reqwest::header::WWW_AUTHENTICATE)
+                    || !resp.status().is_success()
+                {
+                    Access::Challenged
+                } else {
+                    Access::Open
+                };
+                access.insert(image.registry.clone(), a);
+                a
+            }
+        };
+        Ok(match known {
+            Access::Open => RegistryAuth::Bearer(String::new()),
+            Access::Challenged => RegistryAuth::Anonymous,
+        })
     }
 }
 
@@ -141,7 +217,7 @@ impl Source for RegistrySource {
         let r = reference(image, "latest");
         let resp = self
             .client
-            .list_tags(&r, &RegistryAuth::Anonymous, None, None)
+            .list_tags(&r, &self.auth(image).await?, None, None)
             .await
             .map_err(|e| convert(image, format!("tag list of {}", image.repository), e))?;
         Ok(resp.tags)
@@ -151,7 +227,7 @@ impl Source for RegistrySource {
         let r = reference(image, tag);
         let digest = self
             .client
-            .fetch_manifest_digest(&r, &RegistryAuth::Anonymous)
+            .fetch_manifest_digest(&r, &self.auth(image).await?)
             .await
             .map_err(|e| convert(image, format!("tag {tag} of {}", image.repository), e))?;
         digest.parse().map_err(|e| SourceError::Protocol {
@@ -168,7 +244,7 @@ impl Source for RegistrySource {
         let r = by_digest(image, digest);
         let (bytes, _) = self
             .client
-            .pull_manifest_raw(&r, &RegistryAuth::Anonymous, ACCEPTED_MANIFEST_TYPES)
+            .pull_manifest_raw(&r, &self.auth(image).await?, ACCEPTED_MANIFEST_TYPES)
             .await
             .map_err(|e| convert(image, format!("manifest {digest}"), e))?;
         if bytes.len() as u64 > MAX_MANIFEST_SIZE {
@@ -187,6 +263,10 @@ impl Source for RegistrySource {
         size: u64,
     ) -> Result<BlobStream, SourceError> {
         let r = by_digest(image, digest);
+        let auth = self.auth(image).await?;
+        self.client
+            .store_auth_if_needed(&image.registry, &auth)
+            .await;
         let desc = OciDescriptor {
             digest: digest.to_string(),
             size: i64::try_from(size).unwrap_or(i64::MAX),
@@ -197,6 +277,17 @@ impl Source for RegistrySource {
             .pull_blob_stream(&r, &desc)
             .await
             .map_err(|e| convert(image, format!("blob {digest}"), e))?;
-        Ok(stream.stream.boxed())
+        // oci-client checks the digest itself and reports a mismatch as a
+        // stream error after the last byte. The cache verifies size and
+        // digest with the full picture (and a typed error), so that error
+        // just ends the stream here; transport errors pass through.
+        let stream = stream.stream.take_while(|item| {
+            let verification = matches!(item, Err(e) if e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<DigestError>())
+                .is_some_and(|d| matches!(d, DigestError::VerificationError { .. })));
+            std::future::ready(!verification)
+        });
+        Ok(stream.boxed())
     }
 }

@@ -9,3 +9,4 @@ mod support;
 
 mod demo_layout;
 mod support_selftest;
+mod sync;
