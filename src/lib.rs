@@ -10,7 +10,7 @@
 //!   overridable by environment).
 //! - [`config`]: `skills.toml` parsed and validated into types that cannot be
 //!   invalid; every error names the file, line and column.
-//! - [`reference`]: image references (`host[:port]/repository`) and digests.
+//! - [`reference`](mod@reference): image references (`host[:port]/repository`) and digests.
 //! - [`channel`]: pure tag → version selection (published / testing / draft,
 //!   semver requirements) and lifecycle status rules.
 //! - [`manifest`]: OCI manifest and index parsing and validation of the

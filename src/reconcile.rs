@@ -718,3 +718,41 @@ impl Engine {
         .map_err(|e| Error::Task(format!("install task failed: {e}")))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(installed: Option<(&[u8], &[u8])>, pending: bool) -> TargetState {
+        TargetState {
+            path: "/t/x".into(),
+            installed: installed.map(|(m, l)| Installed {
+                manifest_digest: Digest::of(m),
+                layer_digest: Digest::of(l),
+                version: Some("1.0.0".into()),
+                status: Status::Published,
+                installed_at: String::new(),
+            }),
+            pending: pending.then(|| Digest::of(b"l2")),
+        }
+    }
+
+    #[test]
+    fn plans_each_target() {
+        let (m, l) = (Digest::of(b"m"), Digest::of(b"l"));
+        let same = record(Some((b"m", b"l")), false);
+        let promoted = record(Some((b"old-m", b"l")), false);
+        let older = record(Some((b"m0", b"l0")), false);
+        let pending = record(None, true);
+        assert_eq!(plan_target(Some(&same), true, &m, &l), TargetPlan::UpToDate);
+        assert_eq!(plan_target(Some(&promoted), true, &m, &l), TargetPlan::RecordOnly);
+        assert_eq!(plan_target(Some(&older), true, &m, &l), TargetPlan::Install);
+        // Ours but deleted from disk: reinstalled.
+        assert_eq!(plan_target(Some(&same), false, &m, &l), TargetPlan::Install);
+        // An install that began (crash before it was recorded): still ours.
+        assert_eq!(plan_target(Some(&pending), true, &m, &l), TargetPlan::Install);
+        // Not ours and present: never touched.
+        assert_eq!(plan_target(None, true, &m, &l), TargetPlan::Conflict);
+        assert_eq!(plan_target(None, false, &m, &l), TargetPlan::Install);
+    }
+}

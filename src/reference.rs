@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A repository: the registry (host[:port] or layout alias) and the path in it.
+/// A repository: the registry (`host[:port]` or layout alias) and the path in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
     /// `host[:port]`, or the name of a `[registries.NAME]` layout alias.
