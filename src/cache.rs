@@ -87,7 +87,8 @@ impl Cache {
             .prefix(".tmp-")
             .tempfile_in(&dir)
             .ctx("creating temporary file in", &dir)?;
-        tmp.write_all(bytes).ctx("writing", tmp.path().to_path_buf())?;
+        tmp.write_all(bytes)
+            .ctx("writing", tmp.path().to_path_buf())?;
         let path = dir.join(digest.hex());
         tmp.persist(&path)
             .map_err(|e| Error::io("renaming into place", path, e.error))?;
@@ -212,7 +213,11 @@ impl Cache {
         Ok(removed)
     }
 
-    fn sweep(dir: &Path, keep: &HashSet<Digest>, ttl: Option<std::time::Duration>) -> Result<usize> {
+    fn sweep(
+        dir: &Path,
+        keep: &HashSet<Digest>,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<usize> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
