@@ -7,5 +7,7 @@
 
 mod support;
 
+mod atomicity;
+mod crash;
 mod demo_layout;
 mod support_selftest;
