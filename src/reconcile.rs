@@ -117,6 +117,10 @@ pub enum TargetPlan {
 
 /// Decides what one target needs. Pure apart from the caller's look at the
 /// disk (`present`: does `<target>/<name>` exist).
+///
+/// A target with a `pending` install was interrupted (a crash) somewhere
+/// around its swap: the folder may hold the recorded tree or the pending
+/// one, so `installed` cannot be trusted and the target is installed again.
 pub fn plan_target(
     recorded: Option<&TargetState>,
     present: bool,
@@ -125,7 +129,7 @@ pub fn plan_target(
 ) -> TargetPlan {
     match recorded {
         Some(t) => match &t.installed {
-            Some(i) if present && i.layer_digest == *layer => {
+            Some(i) if present && t.pending.is_none() && i.layer_digest == *layer => {
                 if i.manifest_digest == *manifest {
                     TargetPlan::UpToDate
                 } else {
@@ -723,36 +727,67 @@ impl Engine {
 mod tests {
     use super::*;
 
-    fn record(installed: Option<(&[u8], &[u8])>, pending: bool) -> TargetState {
+    fn target(installed: Option<&Digest>, pending: Option<&Digest>) -> TargetState {
         TargetState {
-            path: "/t/x".into(),
-            installed: installed.map(|(m, l)| Installed {
-                manifest_digest: Digest::of(m),
-                layer_digest: Digest::of(l),
+            path: "/t/skill".into(),
+            installed: installed.map(|layer| Installed {
+                manifest_digest: Digest::of(b"manifest"),
+                layer_digest: layer.clone(),
                 version: Some("1.0.0".into()),
                 status: Status::Published,
-                installed_at: String::new(),
+                installed_at: "2026-01-01T00:00:00Z".into(),
             }),
-            pending: pending.then(|| Digest::of(b"l2")),
+            pending: pending.cloned(),
         }
     }
 
     #[test]
     fn plans_each_target() {
-        let (m, l) = (Digest::of(b"m"), Digest::of(b"l"));
-        let same = record(Some((b"m", b"l")), false);
-        let promoted = record(Some((b"old-m", b"l")), false);
-        let older = record(Some((b"m0", b"l0")), false);
-        let pending = record(None, true);
-        assert_eq!(plan_target(Some(&same), true, &m, &l), TargetPlan::UpToDate);
-        assert_eq!(plan_target(Some(&promoted), true, &m, &l), TargetPlan::RecordOnly);
-        assert_eq!(plan_target(Some(&older), true, &m, &l), TargetPlan::Install);
-        // Ours but deleted from disk: reinstalled.
-        assert_eq!(plan_target(Some(&same), false, &m, &l), TargetPlan::Install);
-        // An install that began (crash before it was recorded): still ours.
-        assert_eq!(plan_target(Some(&pending), true, &m, &l), TargetPlan::Install);
-        // Not ours and present: never touched.
-        assert_eq!(plan_target(None, true, &m, &l), TargetPlan::Conflict);
-        assert_eq!(plan_target(None, false, &m, &l), TargetPlan::Install);
+        let (manifest, other_manifest) = (Digest::of(b"manifest"), Digest::of(b"promoted"));
+        let (layer, other) = (Digest::of(b"layer"), Digest::of(b"other"));
+        let done = target(Some(&layer), None);
+        assert_eq!(
+            plan_target(Some(&done), true, &manifest, &layer),
+            TargetPlan::UpToDate
+        );
+        assert_eq!(
+            plan_target(Some(&done), true, &other_manifest, &layer),
+            TargetPlan::RecordOnly
+        );
+        assert_eq!(
+            plan_target(Some(&done), false, &manifest, &layer),
+            TargetPlan::Install
+        );
+        assert_eq!(
+            plan_target(Some(&done), true, &manifest, &other),
+            TargetPlan::Install
+        );
+        assert_eq!(
+            plan_target(None, true, &manifest, &layer),
+            TargetPlan::Conflict
+        );
+        assert_eq!(
+            plan_target(None, false, &manifest, &layer),
+            TargetPlan::Install
+        );
+    }
+
+    #[test]
+    fn an_interrupted_install_is_redone_even_back_to_the_recorded_layer() {
+        // A crash while `other` was being swapped in over `layer`: the
+        // folder may hold either tree, so wanting `layer` again still
+        // reinstalls it.
+        let manifest = Digest::of(b"manifest");
+        let (layer, other) = (Digest::of(b"layer"), Digest::of(b"other"));
+        let interrupted = target(Some(&layer), Some(&other));
+        assert_eq!(
+            plan_target(Some(&interrupted), true, &manifest, &layer),
+            TargetPlan::Install
+        );
+        let first = target(None, Some(&layer));
+        assert_eq!(
+            plan_target(Some(&first), true, &manifest, &layer),
+            TargetPlan::Install
+        );
     }
 }

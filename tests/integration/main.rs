@@ -7,6 +7,8 @@
 
 mod support;
 
+mod atomicity;
+mod crash;
 mod demo_layout;
 mod support_selftest;
 mod sync;
