@@ -95,8 +95,10 @@ impl Cache {
         Ok(())
     }
 
-    /// Removes partial downloads left by a crash.
+    /// Removes partial downloads and temporary manifest files left by a
+    /// crash.
     pub fn clean_partials(&self) -> Result<usize> {
+        remove_temporaries(&self.manifest_dir())?;
         let dir = self.blob_dir();
         let mut removed = 0;
         let entries = match std::fs::read_dir(&dir) {
@@ -257,4 +259,24 @@ pub(crate) fn unique() -> u64 {
         .map(|d| d.subsec_nanos() as u64)
         .unwrap_or(0);
     (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
+}
+
+/// Removes the `.tmp-*` files an atomic write leaves behind when the process
+/// dies before its rename. Returns how many were removed.
+pub fn remove_temporaries(dir: &Path) -> Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("reading", dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.ctx("reading", dir)?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            std::fs::remove_file(entry.path()).ctx("removing", entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }

@@ -76,14 +76,14 @@ pub fn swap_into_place(target_dir: &Path, name: &str, staging: &Path) -> Result<
     // First install: never clobber something that appeared meanwhile.
     match renameat_with(CWD, staging, CWD, &dest, RenameFlags::NOREPLACE) {
         Ok(()) => {
-            sync_dir(target_dir)?;
+            after_swap(target_dir, None);
             return Ok(Swap::Created);
         }
         Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => {}
         Err(e) if refused(e) => {
             if std::fs::symlink_metadata(&dest).is_err() {
                 std::fs::rename(staging, &dest).ctx("renaming into place", &dest)?;
-                sync_dir(target_dir)?;
+                after_swap(target_dir, None);
                 return Ok(Swap::Created);
             }
         }
@@ -91,9 +91,8 @@ pub fn swap_into_place(target_dir: &Path, name: &str, staging: &Path) -> Result<
     }
     match renameat_with(CWD, staging, CWD, &dest, RenameFlags::EXCHANGE) {
         Ok(()) => {
-            sync_dir(target_dir)?;
             // `staging` now names the old tree.
-            remove_tree(staging)?;
+            after_swap(target_dir, Some(staging));
             Ok(Swap::Exchanged)
         }
         Err(e) if refused(e) => {
@@ -136,9 +135,30 @@ fn fallback_swap(target_dir: &Path, name: &str, staging: &Path) -> Result<()> {
     crate::state::write_atomic(&journal_path, &bytes)?;
     std::fs::rename(&dest, &old).ctx("moving aside", &dest)?;
     std::fs::rename(staging, &dest).ctx("renaming into place", &dest)?;
-    sync_dir(target_dir)?;
-    std::fs::remove_file(&journal_path).ctx("removing", &journal_path)?;
-    remove_tree(&old)
+    if let Err(e) = std::fs::remove_file(&journal_path) {
+        tracing::warn!(
+            "removing {}: {e}; it is cleaned at the next start",
+            journal_path.display()
+        );
+    }
+    after_swap(target_dir, Some(&old));
+    Ok(())
+}
+
+/// What follows a successful rename: fsync the parent so the new entry is
+/// durable, then delete the old tree. The new tree is in place whatever
+/// happens here, so a failure is logged, not returned: reporting the swap
+/// as failed would record the old version over the new one. A leftover old
+/// tree is removed by [`recover`] at the next start.
+fn after_swap(target_dir: &Path, old: Option<&Path>) {
+    if let Err(e) = sync_dir(target_dir) {
+        tracing::warn!("{e}; the new tree is in place but may not survive a power loss");
+    }
+    if let Some(old) = old {
+        if let Err(e) = remove_tree(old) {
+            tracing::warn!("{e}; it is removed at the next start");
+        }
+    }
 }
 
 /// Removes a tree this module created. Does not follow symlinks.

@@ -222,6 +222,9 @@ impl Engine {
                 ));
             }
         }
+        if let Some(dir) = self.state_path.parent() {
+            crate::cache::remove_temporaries(dir)?;
+        }
         let n = self.cache.clean_partials()?;
         if n > 0 {
             notes.push(format!("removed {n} partial downloads from the cache"));
