@@ -26,6 +26,8 @@
 //! - [`state`]: what is installed where, written atomically.
 //! - [`reconcile`]: one pass for one skill: resolve, fetch, unpack, install,
 //!   record.
+//! - [`control`]: the control socket (HTTP/1.1 + JSON over a Unix socket):
+//!   wire types, server and client.
 //! - [`daemon`]: the scheduler: a pass at start, then each skill re-checked
 //!   every poll interval, clean shutdown.
 //! - [`error`]: the library's error type.
@@ -33,6 +35,7 @@
 pub mod cache;
 pub mod channel;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod install;

@@ -1,0 +1,168 @@
+//! The control protocol's wire types: JSON bodies of the HTTP/1.1 API served
+//! on the daemon's Unix socket. Every type that crosses the socket is here
+//! and nowhere else.
+//!
+//! | method and path | body | answer |
+//! | --- | --- | --- |
+//! | `GET /v1/status` | | [`StatusResponse`] |
+//! | `GET /v1/skills/NAME` | | [`SkillStatus`] (404 if unknown) |
+//! | `POST /v1/sync[?wait=true]` | | [`SyncResponse`] for every skill |
+//! | `POST /v1/skills/NAME/sync[?wait=true]` | | [`SyncResponse`] for one |
+//! | `POST /v1/reload` | | [`ReloadResponse`] |
+//!
+//! Errors are a 4xx or 5xx status with an [`ErrorBody`].
+
+use serde::{Deserialize, Serialize};
+
+/// The API version prefix.
+pub const API_PREFIX: &str = "/v1";
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// The daemon itself.
+    pub daemon: DaemonStatus,
+    /// Every configured skill, by name.
+    pub skills: Vec<SkillStatus>,
+    /// Skills installed by skillsyncd that the config no longer names.
+    #[serde(default)]
+    pub unmanaged: Vec<UnmanagedSkill>,
+}
+
+/// The daemon's own state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// skillsyncd's version.
+    pub version: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The config file it runs.
+    pub config: String,
+    /// Why the last reload was rejected (the last good config keeps
+    /// running), as `file:line:column: message` lines.
+    pub config_error: Option<String>,
+    /// When the daemon started (RFC 3339).
+    pub started_at: String,
+    /// When the running config was loaded (RFC 3339).
+    pub config_loaded_at: String,
+    /// The poll interval, in seconds.
+    pub poll_interval_secs: u64,
+    /// The state directory.
+    pub state_dir: String,
+    /// The cache directory.
+    pub cache_dir: String,
+}
+
+/// The overall state of one skill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkillState {
+    /// Every target holds the desired version.
+    InSync,
+    /// A pass is running now.
+    Updating,
+    /// Not checked yet.
+    Pending,
+    /// The last pass failed; what was installed stays.
+    Error,
+    /// A target holds a folder skillsyncd did not install.
+    Conflict,
+}
+
+/// The state of one target of a skill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    /// Holds the desired version.
+    InSync,
+    /// Not installed yet.
+    Pending,
+    /// The install into this target failed.
+    Error,
+    /// A folder that is not ours is in the way.
+    Conflict,
+}
+
+/// One configured skill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkillStatus {
+    /// The skill (folder) name.
+    pub name: String,
+    /// The repository followed.
+    pub image: String,
+    /// What is followed: `published`, `testing ^1.0`, `tag 1.0.0`,
+    /// `digest sha256:…`.
+    pub follows: String,
+    /// The version installed (or selected).
+    pub version: Option<String>,
+    /// The manifest digest installed (or selected).
+    pub digest: Option<String>,
+    /// Its lifecycle status: `draft`, `testing`, `published`, `deprecated`.
+    pub status: Option<String>,
+    /// Overall state.
+    pub state: SkillState,
+    /// Why the skill is not in sync, in one line.
+    pub error: Option<String>,
+    /// When it was last checked (RFC 3339).
+    pub last_checked: Option<String>,
+    /// When it will be checked next (RFC 3339).
+    pub next_check: Option<String>,
+    /// Per target.
+    pub targets: Vec<TargetStatus>,
+}
+
+/// One target of a skill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// The target name (`claude`, or a `[targets.NAME]`).
+    pub name: String,
+    /// The skill's folder in it.
+    pub path: String,
+    /// Its state.
+    pub state: TargetState,
+    /// Why it is not in sync, if it is not.
+    pub error: Option<String>,
+}
+
+/// A skill installed by skillsyncd that the config no longer names; left
+/// installed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnmanagedSkill {
+    /// The skill name.
+    pub name: String,
+    /// Where it is installed.
+    pub paths: Vec<String>,
+}
+
+/// `POST /v1/sync` and `POST /v1/skills/NAME/sync`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// Whether the answer waited for the passes to finish.
+    pub waited: bool,
+    /// With `wait`: each skill's status after its pass. Without: the skills
+    /// whose pass was requested, as they are now.
+    pub skills: Vec<SkillStatus>,
+}
+
+/// `POST /v1/reload`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadResponse {
+    /// Whether the new config was accepted.
+    pub ok: bool,
+    /// Why it was rejected (`file:line:column: message` lines); the last
+    /// good config keeps running.
+    pub error: Option<String>,
+    /// Skills added.
+    pub added: Vec<String>,
+    /// Skills removed.
+    pub removed: Vec<String>,
+    /// Skills whose settings changed.
+    pub changed: Vec<String>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+}
