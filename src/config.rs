@@ -160,6 +160,8 @@ pub struct DaemonSettings {
     pub state_dir: Option<PathBuf>,
     /// Overrides the cache directory (resolved like `state_dir`).
     pub cache_dir: Option<PathBuf>,
+    /// Overrides the control socket's path (resolved like `state_dir`).
+    pub socket: Option<PathBuf>,
 }
 
 impl Default for DaemonSettings {
@@ -170,6 +172,7 @@ impl Default for DaemonSettings {
             max_entries: DEFAULT_MAX_ENTRIES,
             state_dir: None,
             cache_dir: None,
+            socket: None,
         }
     }
 }
@@ -309,6 +312,7 @@ struct RawDaemon {
     max_entries: Option<Spanned<i64>>,
     state_dir: Option<Spanned<String>>,
     cache_dir: Option<Spanned<String>>,
+    socket: Option<Spanned<String>>,
 }
 
 /// `[defaults]`, as written.
@@ -516,6 +520,9 @@ impl Checker<'_> {
         }
         if let Some(v) = &raw.cache_dir {
             out.cache_dir = self.path_setting(v, "cache_dir");
+        }
+        if let Some(v) = &raw.socket {
+            out.socket = self.path_setting(v, "socket");
         }
         out
     }
@@ -1124,6 +1131,7 @@ channel = "testing"
                 max_entries: 10_000,
                 state_dir: Some(PathBuf::from("/home/u/state")),
                 cache_dir: Some(PathBuf::from("/etc/sk/cache")),
+                socket: None,
             },
             registries: BTreeMap::from([
                 (

@@ -1,28 +1,50 @@
-//! The scheduler: one pass over every skill at start, then each skill
-//! re-checked every `poll_interval`, and a clean shutdown.
+//! The scheduler: each skill on its own schedule, on-demand passes, live
+//! reload, status for the control socket, and a clean shutdown.
 //!
-//! [`run`] takes its shutdown signal from the caller (as mini-redis does):
-//! on shutdown no new pass starts, passes under way get a grace period to
-//! finish, and whatever is cut off is safe by construction (installs are
-//! atomic swaps recorded as `pending` first; see [`crate::install`]).
+//! Every configured skill has a *slot*: a task that runs a pass at start,
+//! then sleeps until its next check (the poll interval, or a backoff after
+//! a failure) or until it is triggered. A trigger that arrives while a pass
+//! runs is remembered once, so a burst of sync requests for the same skill
+//! is coalesced into one more pass. Passes of all skills share a limit of
+//! [`CONCURRENCY`] at a time, and passes of the same skill never overlap
+//! (not even across a reload).
+//!
+//! A reload parses the config file; a config that fails keeps the last good
+//! one running and its error is shown in status. Skills added start at
+//! once, skills whose settings changed are re-resolved, skills removed are
+//! left installed and reported as unmanaged.
+//!
+//! [`run`] wires it to the outside: the control socket, the config file
+//! watch, signals (SIGHUP reloads, SIGTERM/SIGINT stop) and systemd's
+//! notifications. It takes its shutdown signal from the caller, as
+//! mini-redis does.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex, RwLock, Weak};
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, Skill};
+use crate::config::{Config, Selector, Skill};
+use crate::control::protocol::{
+    self, DaemonStatus, ReloadResponse, SkillStatus, StatusResponse, SyncResponse, TargetStatus,
+    UnmanagedSkill,
+};
+use crate::control::{server, Controller};
+use crate::service::Notifier;
 use crate::error::Result;
 use crate::paths::Paths;
-use crate::reconcile::{Engine, SkillReport, SyncState};
+use crate::reconcile::{Engine, SkillReport, SyncState, TargetSync};
+use crate::state::State;
 
 /// How many skills are synced at once.
 pub const CONCURRENCY: usize = 8;
 /// How long passes under way may take to finish after a shutdown request.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// First retry delay after a failed pass; doubles up to the poll interval.
 pub const RETRY_MIN: Duration = Duration::from_secs(15);
 
@@ -38,8 +60,8 @@ pub fn start_engine(config: Config, paths: &Paths) -> Result<Engine> {
     Ok(engine)
 }
 
-/// One pass over every skill, [`CONCURRENCY`] at a time. Reports come back
-/// in config order.
+/// One pass over every skill, [`CONCURRENCY`] at a time (`--once`).
+/// Reports come back in name order.
 pub async fn pass(engine: &Engine) -> Vec<SkillReport> {
     let skills: Vec<&Skill> = engine.config().skills.values().collect();
     let mut reports: Vec<SkillReport> = futures_util::stream::iter(skills)
@@ -74,67 +96,633 @@ pub fn log_report(r: &SkillReport) {
     }
 }
 
-/// Runs the daemon until `shutdown` completes: a pass over every skill at
-/// start, then each skill on its own schedule. One skill's failure never
-/// stops the others; a failed skill is retried sooner, backing off.
-pub async fn run(engine: Engine, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let engine = Arc::new(engine);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-    let mut tasks = JoinSet::new();
-    let interval = engine.config().daemon.poll_interval;
-    tracing::info!(
-        skills = engine.config().skills.len(),
-        poll_interval = %humantime::format_duration(interval),
-        "skillsyncd started"
-    );
-    for skill in engine.config().skills.values() {
-        let skill = skill.clone();
-        let engine = engine.clone();
-        let mut stop = stop_rx.clone();
-        let limit = limit.clone();
-        tasks.spawn(async move {
-            let mut failures: u32 = 0;
-            loop {
-                let report = {
-                    let Ok(_permit) = limit.acquire().await else {
-                        break;
-                    };
-                    if *stop.borrow() {
-                        break;
-                    }
-                    engine.sync(&skill).await
-                };
-                log_report(&report);
-                let delay = if report.state == SyncState::Error {
-                    failures = failures.saturating_add(1);
-                    RETRY_MIN
-                        .saturating_mul(1u32 << failures.min(16).saturating_sub(1))
-                        .min(interval)
-                } else {
-                    failures = 0;
-                    interval
-                };
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
+/// What a skill follows, for people: `published`, `testing ^1.0`,
+/// `tag 1.0.0`, `digest sha256:…`.
+pub fn follows(skill: &Skill) -> String {
+    match &skill.selector {
+        Selector::Channel {
+            channel,
+            version: Some(v),
+        } => format!("{channel} {v}"),
+        Selector::Channel {
+            channel,
+            version: None,
+        } => channel.to_string(),
+        Selector::Tag(t) => format!("tag {t}"),
+        Selector::Digest(d) => format!("digest {}", d.short()),
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// What status shows of one slot.
+#[derive(Debug, Default)]
+struct SlotView {
+    /// A pass is running.
+    running: bool,
+    /// Passes finished since the slot started.
+    done: u64,
+    /// The last pass's report, or one made from the state file before the
+    /// first pass.
+    report: Option<SkillReport>,
+    /// Whether `report` came from a pass (as opposed to the state file).
+    checked: bool,
+    last_checked: Option<SystemTime>,
+    next_check: Option<SystemTime>,
+}
+
+/// The parts of a slot its task and the controller share.
+struct SlotShared {
+    trigger: Notify,
+    view: StdMutex<SlotView>,
+    /// Mirrors `view.done`, for waiting.
+    done: watch::Sender<u64>,
+}
+
+struct Slot {
+    skill: Skill,
+    /// The skill's target folders, so a change of a target's path counts as
+    /// a change of the skill.
+    paths: Vec<PathBuf>,
+    shared: Arc<SlotShared>,
+    stop: watch::Sender<bool>,
+}
+
+/// The daemon's shared core: the running config's engine and every slot.
+pub struct Daemon {
+    /// This daemon's own `Arc`, for the tasks it starts.
+    me: Weak<Daemon>,
+    config_path: PathBuf,
+    started_at: String,
+    engine: RwLock<Arc<Engine>>,
+    config_loaded_at: StdMutex<String>,
+    config_error: StdMutex<Option<String>>,
+    slots: StdMutex<BTreeMap<String, Slot>>,
+    unmanaged: StdMutex<Vec<UnmanagedSkill>>,
+    /// One pass of a skill at a time, even across a reload.
+    pass_locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    limit: Arc<Semaphore>,
+    tasks: StdMutex<JoinSet<()>>,
+    reloading: tokio::sync::Mutex<()>,
+    state_dir: PathBuf,
+    cache_dir: PathBuf,
+    on_summary: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind;
+    // carry on with it rather than poisoning the whole daemon.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Daemon {
+    /// Starts the daemon's slots for `engine`'s config: every skill's first
+    /// pass begins at once. `on_summary` receives a one-line summary after
+    /// every pass (for systemd's STATUS=).
+    pub async fn start(
+        engine: Engine,
+        config_path: PathBuf,
+        paths: &Paths,
+        on_summary: Box<dyn Fn(&str) + Send + Sync>,
+    ) -> Arc<Daemon> {
+        let dirs = paths.clone().with_config(&engine.config().daemon);
+        let now = rfc3339(SystemTime::now());
+        let daemon = Arc::new_cyclic(|me| Daemon {
+            me: me.clone(),
+            config_path,
+            started_at: now.clone(),
+            engine: RwLock::new(Arc::new(engine)),
+            config_loaded_at: StdMutex::new(now),
+            config_error: StdMutex::new(None),
+            slots: StdMutex::new(BTreeMap::new()),
+            unmanaged: StdMutex::new(Vec::new()),
+            pass_locks: StdMutex::new(HashMap::new()),
+            limit: Arc::new(Semaphore::new(CONCURRENCY)),
+            tasks: StdMutex::new(JoinSet::new()),
+            reloading: tokio::sync::Mutex::new(()),
+            state_dir: dirs.state_dir,
+            cache_dir: dirs.cache_dir,
+            on_summary,
+        });
+        let engine = daemon.engine();
+        let state = engine.state().await;
+        daemon.refresh_unmanaged(&engine, &state);
+        for skill in engine.config().skills.values() {
+            daemon.add_slot(skill.clone(), &engine, &state);
+        }
+        tracing::info!(
+            skills = engine.config().skills.len(),
+            poll_interval = %humantime::format_duration(engine.config().daemon.poll_interval),
+            config = %daemon.config_path.display(),
+            "skillsyncd started"
+        );
+        daemon
+    }
+
+    /// The engine of the running config.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine
+            .read()
+            .map(|e| e.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn target_paths(engine: &Engine, skill: &Skill) -> Vec<PathBuf> {
+        skill
+            .targets
+            .iter()
+            .filter_map(|t| engine.config().targets.get(t))
+            .map(|t| t.path.join(&skill.name))
+            .collect()
+    }
+
+    /// A report made from the state file, shown before the first pass.
+    fn recorded_report(engine: &Engine, skill: &Skill, state: &State) -> SkillReport {
+        let prev = state.skills.get(&skill.name);
+        let current = prev.and_then(|p| p.current.as_ref());
+        let targets = skill
+            .targets
+            .iter()
+            .filter_map(|t| engine.config().targets.get(t))
+            .map(|t| {
+                let installed = prev
+                    .and_then(|p| p.targets.get(&t.name))
+                    .and_then(|r| r.installed.as_ref());
+                crate::reconcile::TargetReport {
+                    name: t.name.clone(),
+                    path: t.path.join(&skill.name),
+                    state: match (installed, current) {
+                        (Some(i), Some(c)) if i.layer_digest == c.layer_digest => TargetSync::InSync,
+                        _ => TargetSync::Pending,
+                    },
+                    error: None,
+                }
+            })
+            .collect();
+        SkillReport {
+            name: skill.name.clone(),
+            image: skill.image.to_string(),
+            version: current.and_then(|c| c.version.clone()),
+            digest: current.map(|c| c.manifest_digest.clone()),
+            status: current.map(|c| c.status),
+            state: SyncState::Pending,
+            error: None,
+            targets,
+            changes: Vec::new(),
+            downloaded: 0,
+        }
+    }
+
+    fn add_slot(&self, skill: Skill, engine: &Engine, state: &State) {
+        let Some(daemon) = self.me.upgrade() else { return };
+        let (done, _) = watch::channel(0);
+        let shared = Arc::new(SlotShared {
+            trigger: Notify::new(),
+            view: StdMutex::new(SlotView {
+                report: Some(Self::recorded_report(engine, &skill, state)),
+                ..Default::default()
+            }),
+            done,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let slot = Slot {
+            paths: Self::target_paths(engine, &skill),
+            skill: skill.clone(),
+            shared: shared.clone(),
+            stop,
+        };
+        lock(&self.slots).insert(skill.name.clone(), slot);
+        lock(&self.tasks).spawn(async move { daemon.run_slot(skill, shared, stop_rx).await });
+    }
+
+    fn pass_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.pass_locks).entry(name.to_string()).or_default().clone()
+    }
+
+    /// One slot's loop.
+    async fn run_slot(self: Arc<Self>, skill: Skill, shared: Arc<SlotShared>, mut stop: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            let report = {
+                let permit = tokio::select! {
+                    p = self.limit.clone().acquire_owned() => p,
                     _ = stop.changed() => break,
+                };
+                let Ok(_permit) = permit else { break };
+                if *stop.borrow() {
+                    break;
+                }
+                let pass_lock = self.pass_lock(&skill.name);
+                let _pass = pass_lock.lock().await;
+                lock(&shared.view).running = true;
+                let engine = self.engine();
+                engine.sync(&skill).await
+            };
+            log_report(&report);
+            let interval = self.engine().config().daemon.poll_interval;
+            let delay = if report.state == SyncState::Error {
+                failures = failures.saturating_add(1);
+                RETRY_MIN
+                    .saturating_mul(1u32 << failures.min(16).saturating_sub(1))
+                    .min(interval)
+            } else {
+                failures = 0;
+                interval
+            };
+            let now = SystemTime::now();
+            {
+                let mut view = lock(&shared.view);
+                view.running = false;
+                view.done += 1;
+                view.report = Some(report);
+                view.checked = true;
+                view.last_checked = Some(now);
+                view.next_check = Some(now + delay);
+                shared.done.send_replace(view.done);
+            }
+            (self.on_summary)(&self.summary());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shared.trigger.notified() => {}
+                _ = stop.changed() => break,
+            }
+        }
+    }
+
+    /// A one-line summary: `3 skills: 2 in sync, 1 error`.
+    pub fn summary(&self) -> String {
+        let slots = lock(&self.slots);
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for slot in slots.values() {
+            let view = lock(&slot.shared.view);
+            let word = match (view.running, view.report.as_ref().map(|r| r.state)) {
+                (true, _) => "updating",
+                (_, Some(SyncState::InSync)) => "in sync",
+                (_, Some(SyncState::Error)) => "error",
+                (_, Some(SyncState::Conflict)) => "conflict",
+                _ => "pending",
+            };
+            *counts.entry(word).or_default() += 1;
+        }
+        let parts: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
+        format!("{} skills: {}", slots.len(), parts.join(", "))
+    }
+
+    fn skill_status(&self, slot: &Slot) -> SkillStatus {
+        let view = lock(&slot.shared.view);
+        let report = view.report.as_ref();
+        let state = if view.running {
+            protocol::SkillState::Updating
+        } else {
+            match report.map(|r| r.state) {
+                Some(SyncState::InSync) if view.checked => protocol::SkillState::InSync,
+                Some(SyncState::Error) => protocol::SkillState::Error,
+                Some(SyncState::Conflict) => protocol::SkillState::Conflict,
+                Some(SyncState::Updating) => protocol::SkillState::Updating,
+                _ => protocol::SkillState::Pending,
+            }
+        };
+        SkillStatus {
+            name: slot.skill.name.clone(),
+            image: slot.skill.image.to_string(),
+            follows: follows(&slot.skill),
+            version: report.and_then(|r| r.version.clone()),
+            digest: report.and_then(|r| r.digest.as_ref().map(|d| d.to_string())),
+            status: report.and_then(|r| r.status.map(|s| s.to_string())),
+            state,
+            error: report.and_then(|r| r.error.clone()),
+            last_checked: view.last_checked.map(rfc3339),
+            next_check: if view.running {
+                None
+            } else {
+                view.next_check.map(rfc3339)
+            },
+            targets: report
+                .map(|r| {
+                    r.targets
+                        .iter()
+                        .map(|t| TargetStatus {
+                            name: t.name.clone(),
+                            path: t.path.display().to_string(),
+                            state: match t.state {
+                                TargetSync::InSync => protocol::TargetState::InSync,
+                                TargetSync::Pending => protocol::TargetState::Pending,
+                                TargetSync::Error => protocol::TargetState::Error,
+                                TargetSync::Conflict => protocol::TargetState::Conflict,
+                            },
+                            error: t.error.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    fn refresh_unmanaged(&self, engine: &Engine, state: &State) {
+        let list = state
+            .skills
+            .iter()
+            .filter(|(name, _)| !engine.config().skills.contains_key(*name))
+            .filter_map(|(name, s)| {
+                let paths: Vec<String> = s
+                    .targets
+                    .values()
+                    .filter(|t| t.installed.is_some() && t.path.exists())
+                    .map(|t| t.path.display().to_string())
+                    .collect();
+                (!paths.is_empty()).then(|| UnmanagedSkill {
+                    name: name.clone(),
+                    paths,
+                })
+            })
+            .collect();
+        *lock(&self.unmanaged) = list;
+    }
+
+    /// Reloads the config file. A config that fails to load is rejected
+    /// and the running one kept; its error is shown in status until a good
+    /// config loads.
+    pub async fn reload(&self) -> ReloadResponse {
+        let _one_at_a_time = self.reloading.lock().await;
+        let rejected = |daemon: &Daemon, error: String| {
+            tracing::error!("config rejected, keeping the last good one:\n{error}");
+            *lock(&daemon.config_error) = Some(error.clone());
+            ReloadResponse {
+                ok: false,
+                error: Some(error),
+                added: Vec::new(),
+                removed: Vec::new(),
+                changed: Vec::new(),
+            }
+        };
+        let config = match Config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => return rejected(self, e.to_string()),
+        };
+        let old = self.engine();
+        for (what, was, now) in [
+            ("state_dir", &old.config().daemon.state_dir, &config.daemon.state_dir),
+            ("cache_dir", &old.config().daemon.cache_dir, &config.daemon.cache_dir),
+            ("socket", &old.config().daemon.socket, &config.daemon.socket),
+        ] {
+            if was != now {
+                tracing::warn!("[daemon] {what} changed; it takes effect at the next restart");
+            }
+        }
+        let engine = match old.reconfigured(config) {
+            Ok(e) => Arc::new(e),
+            Err(e) => return rejected(self, e.to_string()),
+        };
+        *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine.clone();
+        let state = engine.state().await;
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        let mut changed = Vec::new();
+        {
+            let mut slots = lock(&self.slots);
+            let names: Vec<String> = slots.keys().cloned().collect();
+            for name in names {
+                let keep = engine.config().skills.get(&name).is_some_and(|s| {
+                    slots.get(&name).is_some_and(|slot| {
+                        slot.skill == *s && slot.paths == Self::target_paths(&engine, s)
+                    })
+                });
+                if !keep {
+                    if let Some(slot) = slots.remove(&name) {
+                        let _ = slot.stop.send(true);
+                    }
+                    if engine.config().skills.contains_key(&name) {
+                        changed.push(name);
+                    } else {
+                        removed.push(name);
+                    }
                 }
             }
-        });
-    }
-    shutdown.await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            "passes still running after {}s; stopping them (installs are atomic, nothing is half-written)",
-            SHUTDOWN_GRACE.as_secs()
+            for name in engine.config().skills.keys() {
+                if !slots.contains_key(name) && !changed.contains(name) {
+                    added.push(name.clone());
+                }
+            }
+        }
+        for name in added.iter().chain(changed.iter()) {
+            if let Some(skill) = engine.config().skills.get(name) {
+                self.add_slot(skill.clone(), &engine, &state);
+            }
+        }
+        self.refresh_unmanaged(&engine, &state);
+        *lock(&self.config_error) = None;
+        *lock(&self.config_loaded_at) = rfc3339(SystemTime::now());
+        tracing::info!(
+            added = ?added,
+            removed = ?removed,
+            changed = ?changed,
+            "config reloaded"
         );
-        tasks.abort_all();
+        for name in &removed {
+            tracing::info!(skill = %name, "no longer configured; left installed (unmanaged)");
+        }
+        ReloadResponse {
+            ok: true,
+            error: None,
+            added,
+            removed,
+            changed,
+        }
     }
+
+    /// Stops every slot: no new pass starts; passes under way get
+    /// [`SHUTDOWN_GRACE`] to finish, then are cut off (installs are atomic
+    /// and recorded as pending first, so nothing is left half-written).
+    pub async fn shutdown(&self) {
+        for slot in lock(&self.slots).values() {
+            let _ = slot.stop.send(true);
+        }
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "passes still running after {}s; stopping them (installs are atomic, nothing is half-written)",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    fn slot_shared(&self, name: &str) -> Option<Arc<SlotShared>> {
+        lock(&self.slots).get(name).map(|s| s.shared.clone())
+    }
+}
+
+impl Controller for Daemon {
+    fn status(&self) -> StatusResponse {
+        let engine = self.engine();
+        let skills = lock(&self.slots).values().map(|s| self.skill_status(s)).collect();
+        StatusResponse {
+            daemon: DaemonStatus {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                pid: std::process::id(),
+                config: self.config_path.display().to_string(),
+                config_error: lock(&self.config_error).clone(),
+                started_at: self.started_at.clone(),
+                config_loaded_at: lock(&self.config_loaded_at).clone(),
+                poll_interval_secs: engine.config().daemon.poll_interval.as_secs(),
+                state_dir: self.state_dir.display().to_string(),
+                cache_dir: self.cache_dir.display().to_string(),
+            },
+            skills,
+            unmanaged: lock(&self.unmanaged).clone(),
+        }
+    }
+
+    fn skill(&self, name: &str) -> Option<SkillStatus> {
+        lock(&self.slots).get(name).map(|s| self.skill_status(s))
+    }
+
+    async fn sync(&self, name: Option<String>, wait: bool) -> Result<SyncResponse, String> {
+        let names: Vec<String> = match &name {
+            Some(n) => {
+                if !lock(&self.slots).contains_key(n) {
+                    return Err(format!("no skill named {n:?} is configured"));
+                }
+                vec![n.clone()]
+            }
+            None => lock(&self.slots).keys().cloned().collect(),
+        };
+        // For each skill: the pass count that proves a pass *started after
+        // this request* has finished.
+        let mut waits = Vec::new();
+        for n in &names {
+            let Some(shared) = self.slot_shared(n) else { continue };
+            let target = {
+                let view = lock(&shared.view);
+                view.done + if view.running { 2 } else { 1 }
+            };
+            shared.trigger.notify_one();
+            waits.push((shared, target));
+        }
+        if wait {
+            for (shared, target) in &waits {
+                let mut rx = shared.done.subscribe();
+                // A slot stopped by a reload ends the wait (its sender drops).
+                let _ = rx.wait_for(|done| *done >= *target).await;
+            }
+        }
+        let slots = lock(&self.slots);
+        let skills = names
+            .iter()
+            .filter_map(|n| slots.get(n))
+            .map(|s| self.skill_status(s))
+            .collect();
+        Ok(SyncResponse {
+            waited: wait,
+            skills,
+        })
+    }
+
+    async fn reload(&self) -> ReloadResponse {
+        Daemon::reload(self).await
+    }
+}
+
+/// How [`run`] should behave.
+pub struct RunOptions {
+    /// The config file (watched for changes).
+    pub config_path: PathBuf,
+    /// The control socket's path.
+    pub socket: PathBuf,
+}
+
+/// Runs the daemon until `shutdown` completes: every skill on its schedule,
+/// the control socket, reload on config edits and SIGHUP, systemd's
+/// notifications (READY, STATUS, WATCHDOG, RELOADING, STOPPING).
+pub async fn run(
+    engine: Engine,
+    paths: &Paths,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let notifier = Arc::new(Notifier::from_env());
+    let listener = server::bind(&options.socket)?;
+    let status_notifier = notifier.clone();
+    let daemon = Daemon::start(
+        engine,
+        options.config_path.clone(),
+        paths,
+        Box::new(move |line| status_notifier.status(line)),
+    )
+    .await;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server_task = tokio::spawn(server::serve(listener, daemon.clone(), async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    }));
+
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let _watcher = match crate::watch::watch(&options.config_path, reload_tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("{e}; edits are picked up on SIGHUP or `skillsyncctl reload` only");
+            None
+        }
+    };
+    let mut hangup = signal(SignalKind::hangup())
+        .map_err(|e| crate::Error::io("installing the SIGHUP handler for", &options.config_path, e))?;
+    let watchdog = notifier.watchdog_interval().map(|every| {
+        let notifier = notifier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notifier.watchdog();
+            }
+        })
+    });
+
+    notifier.ready();
+    notifier.status(&daemon.summary());
+    tracing::info!(socket = %options.socket.display(), "control socket listening");
+
+    tokio::pin!(shutdown);
+    loop {
+        let why = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = reload_rx.recv() => "the config file changed",
+            _ = hangup.recv() => "SIGHUP",
+        };
+        tracing::info!("reloading the config: {why}");
+        notifier.reloading();
+        let outcome = daemon.reload().await;
+        notifier.ready_after_reload();
+        if let Some(e) = outcome.error {
+            notifier.status(&format!("config rejected (last good config running): {}", first_line(&e)));
+        } else {
+            notifier.status(&daemon.summary());
+        }
+    }
+
+    tracing::info!("shutting down");
+    notifier.stopping();
+    let _ = stop_tx.send(true);
+    daemon.shutdown().await;
+    if let Err(e) = server_task.await {
+        tracing::warn!("control socket task failed: {e}");
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
 }

@@ -30,6 +30,7 @@
 //!   wire types, server and client.
 //! - [`daemon`]: the scheduler: a pass at start, then each skill re-checked
 //!   every poll interval, clean shutdown.
+//! - [`watch`]: the config file watch behind live reload.
 //! - [`error`]: the library's error type.
 
 pub mod cache;
@@ -46,5 +47,6 @@ pub mod reference;
 pub mod source;
 pub mod state;
 pub mod unpack;
+pub mod watch;
 
 pub use error::{Error, Result};

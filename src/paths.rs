@@ -200,6 +200,7 @@ mod tests {
             max_entries: 10_000,
             state_dir: state.map(PathBuf::from),
             cache_dir: cache.map(PathBuf::from),
+            socket: None,
         }
     }
 

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex as StdMutex;
+use std::sync::{Arc, Mutex as StdMutex};
 
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -164,7 +164,9 @@ pub struct Engine {
     sources: Sources,
     cache: Cache,
     limits: unpack::Limits,
-    state: Mutex<State>,
+    /// Shared with the engines built from later configs (see
+    /// [`Engine::reconfigured`]).
+    state: Arc<Mutex<State>>,
     state_path: PathBuf,
 }
 
@@ -179,9 +181,13 @@ fn exists(path: &Path) -> bool {
 impl Engine {
     /// Builds an engine: sources for the config, the cache, the state file.
     pub fn new(config: Config, state_dir: &Path, cache_dir: &Path) -> Result<Engine> {
-        let sources = Sources::new(&config)?;
         let state_path = state_dir.join("state.json");
         let state = State::load(&state_path)?;
+        Self::build(config, Arc::new(Mutex::new(state)), state_path, Cache::new(cache_dir))
+    }
+
+    fn build(config: Config, state: Arc<Mutex<State>>, state_path: PathBuf, cache: Cache) -> Result<Engine> {
+        let sources = Sources::new(&config)?;
         let limits = unpack::Limits {
             max_bytes: config.daemon.max_skill_size,
             max_entries: config.daemon.max_entries,
@@ -189,12 +195,23 @@ impl Engine {
         };
         Ok(Engine {
             sources,
-            cache: Cache::new(cache_dir),
+            cache,
             limits,
-            state: Mutex::new(state),
+            state,
             state_path,
             config,
         })
+    }
+
+    /// An engine for a new config that shares this one's state, state file
+    /// and cache (which stay where they were at start).
+    pub fn reconfigured(&self, config: Config) -> Result<Engine> {
+        Self::build(config, self.state.clone(), self.state_path.clone(), self.cache.clone())
+    }
+
+    /// A copy of the recorded state.
+    pub async fn state(&self) -> State {
+        self.state.lock().await.clone()
     }
 
     /// The configuration this engine runs.

@@ -1,17 +1,19 @@
 //! `skillsyncd`: keeps agents' skill folders in sync with skill images.
 //!
 //! `skillsyncd --once` runs one pass and exits (0 in sync, 1 a skill failed,
-//! 2 config error); without `--once` it runs as a daemon until SIGTERM or
-//! SIGINT.
+//! 2 config error); without `--once` it runs as a daemon with a control
+//! socket until SIGTERM or SIGINT, reloading its config on edits and SIGHUP.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use skillsyncd::config::Config;
-use skillsyncd::daemon;
+use skillsyncd::control;
+use skillsyncd::daemon::{self, RunOptions};
+use skillsyncd::lock::InstanceLock;
+use skillsyncd::logging::{self, LogFormat};
 use skillsyncd::paths::Paths;
 use skillsyncd::reconcile::SyncState;
 
@@ -19,12 +21,24 @@ use skillsyncd::reconcile::SyncState;
 #[derive(Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  skillsyncd --once                       one pass with ~/.config/skillsync/skills.toml\n  skillsyncd --config team.toml           run as a daemon\n  RUST_LOG=skillsyncd=debug skillsyncd    more detail"
+    after_help = "Examples:\n  \
+    skillsyncd --once                        one pass with ~/.config/skillsync/skills.toml, then exit\n  \
+    skillsyncd                               run as a daemon (see systemd/skillsyncd.service)\n  \
+    skillsyncd --config team.toml --once     another config\n  \
+    RUST_LOG=skillsyncd=debug skillsyncd     more detail\n\n\
+    Exit status of --once: 0 every skill in sync, 1 a skill failed, 2 config error."
 )]
 struct Args {
     /// The config file [default: $XDG_CONFIG_HOME/skillsync/skills.toml].
     #[arg(long, short, env = "SKILLSYNC_CONFIG")]
     config: Option<PathBuf>,
+    /// The control socket [default: $XDG_RUNTIME_DIR/skillsyncd.sock, or
+    /// [daemon] socket].
+    #[arg(long, env = "SKILLSYNC_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Run one reconcile pass over every skill, then exit.
     #[arg(long)]
     once: bool,
@@ -32,17 +46,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("skillsyncd=info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    logging::init(args.log_format);
     match run(args) {
         Ok(code) => code,
         Err(e) => {
+            tracing::error!("{e:#}");
             eprintln!("skillsyncd: {e:#}");
             ExitCode::from(1)
         }
@@ -59,6 +67,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let socket = control::socket_path(args.socket.as_deref(), Some(&config), &paths);
+    let dirs = paths.clone().with_config(&config.daemon);
+    // One skillsyncd per state dir, `--once` included: two would clean up
+    // each other's installs.
+    let _lock = InstanceLock::acquire(&dirs.state_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,49 +79,54 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let engine = daemon::start_engine(config, &paths)?;
         if args.once {
-            let reports = daemon::pass(&engine).await;
-            let mut failed = 0;
-            for r in &reports {
-                for c in &r.changes {
-                    println!("{c}");
-                }
-                match r.state {
-                    SyncState::InSync => {
-                        if r.changes.is_empty() {
-                            println!(
-                                "{} {} is up to date",
-                                r.name,
-                                r.version.as_deref().unwrap_or("")
-                            );
-                        }
-                    }
-                    _ => {
-                        failed += 1;
-                        eprintln!(
-                            "error: {}: {}",
-                            r.name,
-                            r.error.as_deref().unwrap_or("not in sync")
-                        );
-                    }
-                }
-            }
-            if failed > 0 {
-                eprintln!("{failed} of {} skills failed", reports.len());
-                return Ok(ExitCode::from(1));
-            }
-            return Ok(ExitCode::SUCCESS);
+            return Ok(once(&engine).await);
         }
-        daemon::run(engine, shutdown_signal()).await?;
+        let options = RunOptions {
+            config_path,
+            socket,
+        };
+        daemon::run(engine, &paths, options, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
+async fn once(engine: &skillsyncd::reconcile::Engine) -> ExitCode {
+    let reports = daemon::pass(engine).await;
+    let mut failed = 0;
+    for r in &reports {
+        for c in &r.changes {
+            println!("{c}");
+        }
+        match r.state {
+            SyncState::InSync => {
+                if r.changes.is_empty() {
+                    println!(
+                        "{} {} is up to date",
+                        r.name,
+                        r.version.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            _ => {
+                failed += 1;
+                eprintln!(
+                    "error: {}: {}",
+                    r.name,
+                    r.error.as_deref().unwrap_or("not in sync")
+                );
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} skills failed", reports.len());
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
