@@ -10,5 +10,6 @@ mod support;
 mod atomicity;
 mod crash;
 mod demo_layout;
+mod service_files;
 mod support_selftest;
 mod sync;
