@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -676,16 +676,9 @@ pub async fn run(
     };
     let mut hangup = signal(SignalKind::hangup())
         .map_err(|e| crate::Error::io("installing the SIGHUP handler for", &options.config_path, e))?;
-    let watchdog = notifier.watchdog_interval().map(|every| {
-        let notifier = notifier.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                notifier.watchdog();
-            }
-        })
-    });
+    // Watchdog pings come from this loop itself, so a stuck loop is not
+    // masked by a healthy timer task.
+    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
 
     notifier.ready();
     notifier.status(&daemon.summary());
@@ -693,8 +686,20 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     loop {
+        let tick = async {
+            match watchdog.as_mut() {
+                Some(w) => {
+                    w.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         let why = tokio::select! {
             _ = &mut shutdown => break,
+            _ = tick => {
+                notifier.watchdog();
+                continue;
+            }
             Some(()) = reload_rx.recv() => "the config file changed",
             _ = hangup.recv() => "SIGHUP",
         };
@@ -715,9 +720,6 @@ pub async fn run(
     daemon.shutdown().await;
     if let Err(e) = server_task.await {
         tracing::warn!("control socket task failed: {e}");
-    }
-    if let Some(w) = watchdog {
-        w.abort();
     }
     tracing::info!("stopped");
     Ok(())

@@ -76,6 +76,14 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// Another daemon holds the state directory, or its lock failed.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    Control(#[from] crate::control::server::ServerError),
+
     /// A background task died (a bug, reported rather than propagated as a panic).
     #[error("{0}")]
     Task(String),

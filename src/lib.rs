@@ -28,9 +28,15 @@
 //!   record.
 //! - [`control`]: the control socket (HTTP/1.1 + JSON over a Unix socket):
 //!   wire types, server and client.
-//! - [`daemon`]: the scheduler: a pass at start, then each skill re-checked
-//!   every poll interval, clean shutdown.
+//! - [`daemon`]: the scheduler: each skill on its own schedule, on-demand
+//!   passes, live reload, status, clean shutdown.
 //! - [`watch`]: the config file watch behind live reload.
+//! - [`lock`]: one daemon per state directory (an `flock` on
+//!   `<state dir>/skillsyncd.lock` holding the daemon's pid).
+//! - [`service`]: readiness, status, watchdog, reload and stop notifications
+//!   to systemd (`$NOTIFY_SOCKET`); a no-op elsewhere.
+//! - [`logging`]: the `tracing` subscriber: text or JSON on stderr, plain
+//!   under the journal, `RUST_LOG` filtering.
 //! - [`error`]: the library's error type.
 
 pub mod cache;
@@ -40,10 +46,13 @@ pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod install;
+pub mod lock;
+pub mod logging;
 pub mod manifest;
 pub mod paths;
 pub mod reconcile;
 pub mod reference;
+pub mod service;
 pub mod source;
 pub mod state;
 pub mod unpack;

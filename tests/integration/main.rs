@@ -10,5 +10,7 @@ mod support;
 mod atomicity;
 mod crash;
 mod demo_layout;
+mod service_files;
 mod support_selftest;
 mod sync;
+mod daemon_service;

@@ -1,0 +1,512 @@
+//! skillsyncd as a background service, with the real binaries and a real
+//! registry: status over the control socket (JSON and table), on-demand
+//! syncs, live reload (file edits by rename, SIGHUP, broken edits), SIGTERM
+//! during installs, the single-instance lock, the peer uid check, bounded
+//! and malformed requests, and `skillsyncctl` without a daemon.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::proxy::Proxy;
+use crate::support::registry::Registry;
+use crate::support::skillimage::{Publisher, SkillImage};
+use crate::support::{wait_until, KillOnDrop, TestEnv};
+
+/// A registry behind a proxy, a publisher, a sandbox, and a daemon log file.
+struct Service {
+    env: TestEnv,
+    _registry: Registry,
+    proxy: Proxy,
+    publisher: Publisher,
+}
+
+fn skill(name: &str, version: &str) -> SkillImage {
+    SkillImage::new(name, version)
+        .description("A skill for service tests.")
+        .file("docs/notes.md", format!("notes for {version}\n"))
+}
+
+impl Service {
+    fn new() -> Service {
+        let registry = Registry::start();
+        let proxy = Proxy::start(&registry.host());
+        let publisher = Publisher::new(registry.host());
+        Service {
+            env: TestEnv::new(),
+            _registry: registry,
+            proxy,
+            publisher,
+        }
+    }
+
+    fn image(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.proxy.host())
+    }
+
+    /// A config polling once an hour: anything that happens sooner was
+    /// asked for.
+    fn config_text(&self, skills: &[&str]) -> String {
+        let mut text = format!(
+            "[daemon]\npoll_interval = \"1h\"\n\n[registries.\"{}\"]\ninsecure = true\n",
+            self.proxy.host()
+        );
+        for s in skills {
+            text.push_str(&format!("\n[skills.{s}]\nimage = \"{}\"\n", self.image(&format!("examples/{s}"))));
+        }
+        text
+    }
+
+    /// Replaces the config the way editors do: a new file renamed over it.
+    fn write_config_by_rename(&self, text: &str) {
+        let path = self.env.config_path();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let tmp = path.with_file_name(".skills.toml.new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.env.runtime_dir().join("skillsyncd.sock")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.env.root().join("daemon.log")
+    }
+
+    /// Starts the daemon, its stderr going to [`Service::log_path`], and
+    /// waits until the control socket answers.
+    fn start(&self) -> KillOnDrop {
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let mut command = self.env.daemon();
+        command.stderr(log);
+        let mut daemon = KillOnDrop::spawn(&mut command);
+        wait_until(Duration::from_secs(30), "the control socket to answer", || {
+            if let Ok(Some(status)) = daemon.try_wait() {
+                panic!("skillsyncd exited early with {status}:\n{}", self.log());
+            }
+            self.ctl(&["status", "--json"]).status.success()
+        });
+        daemon
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        self.env.ctl().args(args).output().expect("run skillsyncctl")
+    }
+
+    fn status(&self) -> Value {
+        let out = self.ctl(&["status", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    fn skill_status(&self, name: &str) -> Value {
+        self.status()["skills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    fn wait_in_sync(&self, name: &str, version: &str) {
+        wait_until(Duration::from_secs(30), &format!("{name} {version} in sync"), || {
+            let s = self.skill_status(name);
+            s["state"] == "in_sync" && s["version"] == version
+        });
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn signal(daemon: &KillOnDrop, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &daemon.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+fn wait_exit(daemon: &mut KillOnDrop) -> std::process::ExitStatus {
+    let mut exited = None;
+    wait_until(Duration::from_secs(30), "the daemon to exit", || {
+        exited = daemon.0.try_wait().unwrap();
+        exited.is_some()
+    });
+    exited.unwrap()
+}
+
+/// Sends raw bytes on the control socket and returns the whole answer.
+fn raw_request(socket: &Path, request: &[u8]) -> String {
+    let mut stream = UnixStream::connect(socket).expect("connect to the control socket");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn status_over_the_socket_as_json_and_as_a_table() {
+    let s = Service::new();
+    let pushed = s.publisher.push(&skill("hello", "1.0.0").build());
+    s.env.write_config(&s.config_text(&["hello"]));
+    let mut daemon = s.start();
+    s.wait_in_sync("hello", "1.0.0");
+
+    let st = s.skill_status("hello");
+    assert_eq!(st["image"], s.image("examples/hello").as_str());
+    assert_eq!(st["digest"], pushed.manifest_digest.as_str());
+    assert_eq!(st["status"], "published");
+    assert!(st["error"].is_null());
+    assert!(st["last_checked"].is_string(), "{st}");
+    assert!(st["next_check"].is_string(), "{st}");
+    let target = &st["targets"][0];
+    assert_eq!(target["name"], "claude");
+    assert_eq!(target["state"], "in_sync");
+    assert_eq!(
+        target["path"],
+        s.env.skill_dir("claude", "hello").display().to_string().as_str()
+    );
+
+    // `--json` is the daemon's JSON unchanged: curl sees the same document.
+    let curl = Command::new("curl")
+        .args(["-sS", "--unix-socket"])
+        .arg(s.socket())
+        .arg("http://localhost/v1/status")
+        .output()
+        .expect("curl");
+    assert!(curl.status.success(), "{}", text(&curl));
+    let via_curl: Value = serde_json::from_slice(&curl.stdout).unwrap();
+    assert_eq!(via_curl["skills"][0]["name"], "hello");
+    assert_eq!(via_curl["daemon"]["pid"], daemon.0.id());
+
+    // One skill, and an unknown one.
+    let one = s.ctl(&["status", "hello", "--json"]);
+    assert!(one.status.success(), "{}", text(&one));
+    let one: Value = serde_json::from_slice(&one.stdout).unwrap();
+    assert_eq!(one["name"], "hello");
+    assert!(!s.ctl(&["status", "nope"]).status.success());
+
+    // The table a person reads.
+    let table = s.ctl(&["status"]);
+    assert!(table.status.success(), "{}", text(&table));
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let short = &pushed.manifest_digest["sha256:".len().."sha256:".len() + 12];
+    for needle in ["hello", "1.0.0", "published", short, "claude"] {
+        assert!(table.contains(needle), "{needle:?} missing from:\n{table}");
+    }
+
+    signal(&daemon, "TERM");
+    assert_eq!(wait_exit(&mut daemon).code(), Some(0));
+    assert!(!s.socket().exists(), "the socket is removed on exit");
+}
+
+#[test]
+fn sync_wait_installs_a_version_published_a_moment_ago() {
+    let s = Service::new();
+    s.publisher.push(&skill("hello", "1.0.0").build());
+    s.env.write_config(&s.config_text(&["hello"]));
+    let _daemon = s.start();
+    s.wait_in_sync("hello", "1.0.0");
+
+    let v2 = skill("hello", "1.1.0").build();
+    s.publisher.push(&v2);
+    let out = s.ctl(&["sync", "hello", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // No waiting: the poll interval is an hour.
+    assert_eq!(s.env.read_skill("claude", "hello"), v2.files);
+    assert!(text(&out).contains("1.1.0"), "{}", text(&out));
+
+    // All skills, and a burst of requests coalesced: at most two more
+    // passes (the one running and one after it), not ten.
+    s.proxy.reset();
+    for _ in 0..10 {
+        assert!(s.ctl(&["sync", "hello"]).status.success());
+    }
+    let out = s.ctl(&["sync", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lists = s.proxy.counts().tag_lists();
+    assert!((1..=3).contains(&lists), "{}", s.proxy.counts().summary());
+
+    // An unknown skill is an error.
+    let out = s.ctl(&["sync", "nope", "--wait"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nope"), "{}", text(&out));
+}
+
+#[test]
+fn config_edits_by_rename_are_picked_up_and_a_broken_edit_keeps_the_last_good_config() {
+    let s = Service::new();
+    s.publisher.push(&skill("alpha", "1.0.0").build());
+    let beta = skill("beta", "1.0.0").build();
+    s.publisher.push(&beta);
+    s.env.write_config(&s.config_text(&["alpha"]));
+    let _daemon = s.start();
+    s.wait_in_sync("alpha", "1.0.0");
+
+    // Added by an editor-style save: synced at once.
+    s.write_config_by_rename(&s.config_text(&["alpha", "beta"]));
+    s.wait_in_sync("beta", "1.0.0");
+    assert_eq!(s.env.read_skill("claude", "beta"), beta.files);
+
+    // A broken edit: rejected with file:line:column, the old config runs on.
+    let broken = format!("{}\n[skills.gamma]\nimage = 42\n", s.config_text(&["alpha", "beta"]));
+    s.write_config_by_rename(&broken);
+    let config = s.env.config_path().display().to_string();
+    wait_until(Duration::from_secs(30), "the broken config to be reported", || {
+        s.status()["daemon"]["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&config) && e.contains(':'))
+    });
+    let err = s.status()["daemon"]["config_error"].as_str().unwrap().to_string();
+    let line = broken.lines().position(|l| l == "image = 42").unwrap() + 1;
+    assert!(err.contains(&format!("{config}:{line}:")), "{err}");
+    let table = text(&s.ctl(&["status"]));
+    assert!(table.contains(&format!(":{line}:")), "the table shows the config error:\n{table}");
+    assert!(s.log().contains(&format!(":{line}:")), "the log says why:\n{}", s.log());
+    let v2 = skill("alpha", "1.1.0").build();
+    s.publisher.push(&v2);
+    let out = s.ctl(&["sync", "alpha", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.env.read_skill("claude", "alpha"), v2.files, "the last good config keeps syncing");
+
+    // Fixed, and a skill removed: left installed, reported as unmanaged.
+    s.write_config_by_rename(&s.config_text(&["alpha"]));
+    wait_until(Duration::from_secs(30), "the fixed config to load", || {
+        let st = s.status();
+        st["daemon"]["config_error"].is_null() && st["skills"].as_array().unwrap().len() == 1
+    });
+    assert_eq!(s.env.read_skill("claude", "beta"), beta.files);
+    let st = s.status();
+    assert_eq!(st["unmanaged"][0]["name"], "beta", "{st}");
+}
+
+#[test]
+fn sighup_and_skillsyncctl_reload_reload_the_config() {
+    let s = Service::new();
+    s.publisher.push(&skill("alpha", "1.0.0").build());
+    s.publisher.push(&skill("beta", "1.0.0").build());
+    s.env.write_config(&s.config_text(&["alpha"]));
+    let daemon = s.start();
+    s.wait_in_sync("alpha", "1.0.0");
+
+    // Written in place (no rename), then SIGHUP.
+    std::fs::write(s.env.config_path(), s.config_text(&["alpha", "beta"])).unwrap();
+    signal(&daemon, "HUP");
+    s.wait_in_sync("beta", "1.0.0");
+    wait_until(Duration::from_secs(10), "the SIGHUP reload in the log", || {
+        s.log().contains("SIGHUP")
+    });
+
+    // skillsyncctl reload answers what changed, and rejects a broken file
+    // with exit 2 and the location.
+    std::fs::write(s.env.config_path(), s.config_text(&["beta"])).unwrap();
+    let out = s.ctl(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("alpha"), "{}", text(&out));
+    std::fs::write(s.env.config_path(), "[skills.x]\nimage = \n").unwrap();
+    let out = s.ctl(&["reload"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(":2:"), "{}", text(&out));
+    assert_eq!(s.skill_status("beta")["state"], "in_sync");
+}
+
+#[test]
+fn sigterm_during_installs_leaves_the_old_or_the_new_version() {
+    let s = Service::new();
+    let big = |version: &str| {
+        let mut img = SkillImage::new("big", version).description("Many files.");
+        for i in 0..150 {
+            img = img.file(
+                &format!("refs/part-{}/file-{i}.md", i % 10),
+                format!("{version} {i} {}\n", "x".repeat(2000)),
+            );
+        }
+        img.build()
+    };
+    let versions: Vec<_> = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4", "1.0.5"]
+        .iter()
+        .map(|v| big(v))
+        .collect();
+    s.env.write_config(&format!(
+        "[daemon]\npoll_interval = \"1h\"\n\n[registries.\"{}\"]\ninsecure = true\n\n\
+         [skills.big]\nimage = \"{}\"\nversion = \"<=1.0.0\"\ntargets = [\"claude\", \"cursor\"]\n",
+        s.proxy.host(),
+        s.image("examples/big")
+    ));
+    s.publisher.push(&versions[0]);
+    for (i, next) in versions.iter().enumerate().skip(1) {
+        let mut daemon = s.start();
+        s.wait_in_sync("big", &versions[i - 1].version);
+        s.publisher.push(next);
+        std::fs::write(
+            s.env.config_path(),
+            std::fs::read_to_string(s.env.config_path())
+                .unwrap()
+                .replace(&format!("<={}", versions[i - 1].version), &format!("<={}", next.version)),
+        )
+        .unwrap();
+        // Reload and sync, then SIGTERM a moment later: somewhere before,
+        // during or after the install.
+        let mut sync = s
+            .env
+            .ctl()
+            .args(["reload"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20 * i as u64));
+        signal(&daemon, "TERM");
+        assert_eq!(wait_exit(&mut daemon).code(), Some(0), "{}", s.log());
+        let _ = sync.wait();
+        for agent in ["claude", "cursor"] {
+            let files = s.env.read_skill(agent, "big");
+            assert!(
+                files == versions[i - 1].files || files == next.files,
+                "{agent} holds a mix after SIGTERM (iteration {i})"
+            );
+            let leftovers: Vec<_> = std::fs::read_dir(s.env.target_dir(agent))
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".skillsync-"))
+                .collect();
+            assert!(leftovers.is_empty(), "{leftovers:?}");
+        }
+        // The next start finishes the job.
+        let mut daemon = s.start();
+        s.wait_in_sync("big", &next.version);
+        signal(&daemon, "TERM");
+        assert_eq!(wait_exit(&mut daemon).code(), Some(0));
+    }
+}
+
+#[test]
+fn a_second_daemon_refuses_to_start() {
+    let s = Service::new();
+    s.publisher.push(&skill("hello", "1.0.0").build());
+    s.env.write_config(&s.config_text(&["hello"]));
+    let _daemon = s.start();
+    let second = s.env.daemon().output().unwrap();
+    assert!(!second.status.success());
+    let err = text(&second);
+    assert!(err.contains("already running"), "{err}");
+    // Also on another socket: the state dir is what is locked.
+    let other = s.env.root().join("other.sock");
+    let third = s.env.daemon().arg("--socket").arg(&other).output().unwrap();
+    assert!(!third.status.success());
+    assert!(text(&third).contains("already running"), "{}", text(&third));
+    // And `--once` beside a running daemon.
+    let once = s.env.daemon().arg("--once").output().unwrap();
+    assert!(!once.status.success());
+    // The first one still answers.
+    assert!(s.ctl(&["status"]).status.success());
+}
+
+#[test]
+fn a_connection_from_another_uid_is_refused() {
+    if !rustix_is_root() {
+        eprintln!("skipped: needs root to run a client as nobody");
+        return;
+    }
+    let s = Service::new();
+    s.publisher.push(&skill("hello", "1.0.0").build());
+    s.env.write_config(&s.config_text(&["hello"]));
+    // A socket in a directory every user can traverse, made connectable by
+    // everyone: only the peer uid check stands in the way.
+    let dir = tempfile::Builder::new().prefix("skillsync-uid-").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("run/skillsyncd.sock");
+    let log = std::fs::File::create(s.log_path()).unwrap();
+    let mut command = s.env.daemon();
+    command.arg("--socket").arg(&socket).stderr(log);
+    let _daemon = KillOnDrop::spawn(&mut command);
+    wait_until(Duration::from_secs(30), "the socket", || socket.exists());
+    for p in [socket.parent().unwrap(), socket.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .arg(&socket)
+        .arg("http://localhost/v1/status")
+        .output()
+        .expect("setpriv and curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403", "{}", text(&out));
+    wait_until(Duration::from_secs(10), "the refusal logged", || s.log().contains("65534"));
+    // The owner is still served.
+    let ok = s.env.ctl().arg("--socket").arg(&socket).args(["status", "--json"]).output().unwrap();
+    assert!(ok.status.success(), "{}", text(&ok));
+}
+
+fn rustix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[test]
+fn oversized_and_malformed_requests_get_4xx_and_the_daemon_keeps_answering() {
+    let s = Service::new();
+    s.publisher.push(&skill("hello", "1.0.0").build());
+    s.env.write_config(&s.config_text(&["hello"]));
+    let _daemon = s.start();
+    let sock = s.socket();
+
+    let garbage = raw_request(&sock, b"THIS IS NOT HTTP\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 4"), "{garbage}");
+
+    let huge = format!(
+        "POST /v1/reload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{}",
+        10 << 20,
+        "x".repeat(1 << 20)
+    );
+    let answer = raw_request(&sock, huge.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 413"), "{}", &answer[..answer.len().min(200)]);
+
+    let unknown = raw_request(&sock, b"GET /v1/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+    assert!(unknown.contains("\"error\""), "{unknown}");
+    let method = raw_request(&sock, b"DELETE /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(method.starts_with("HTTP/1.1 405"), "{method}");
+
+    // Many idle connections at once do not lock others out for good.
+    let idle: Vec<UnixStream> = (0..100).filter_map(|_| UnixStream::connect(&sock).ok()).collect();
+    drop(idle);
+    assert!(s.ctl(&["status"]).status.success());
+    let ok = raw_request(&sock, b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+}
+
+#[test]
+fn skillsyncctl_without_a_daemon_exits_3_with_a_hint() {
+    let env = TestEnv::new();
+    for args in [&["status"][..], &["sync", "--wait"], &["reload"]] {
+        let out = env.ctl().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        let socket = env.runtime_dir().join("skillsyncd.sock");
+        assert!(err.contains(&socket.display().to_string()), "{err}");
+        assert!(err.contains("systemctl --user start skillsyncd"), "{err}");
+    }
+}
