@@ -48,7 +48,7 @@ Exit codes: 0 ok, 1 failed, 2 invalid config, 3 skillsyncd not running.";
 
 /// Control and inspect skillsyncd.
 #[derive(Parser)]
-#[command(version, after_help = MAIN_HELP)]
+#[command(name = "skillsyncctl", version, after_help = MAIN_HELP)]
 struct Args {
     /// The daemon's control socket [default: $XDG_RUNTIME_DIR/skillsyncd.sock;
     /// also $SKILLSYNC_SOCKET].
