@@ -35,10 +35,10 @@ use crate::control::protocol::{
     UnmanagedSkill,
 };
 use crate::control::{server, Controller};
-use crate::service::Notifier;
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::reconcile::{Engine, SkillReport, SyncState, TargetSync};
+use crate::service::Notifier;
 use crate::state::State;
 
 /// How many skills are synced at once.
@@ -254,7 +254,9 @@ impl Daemon {
                     name: t.name.clone(),
                     path: t.path.join(&skill.name),
                     state: match (installed, current) {
-                        (Some(i), Some(c)) if i.layer_digest == c.layer_digest => TargetSync::InSync,
+                        (Some(i), Some(c)) if i.layer_digest == c.layer_digest => {
+                            TargetSync::InSync
+                        }
                         _ => TargetSync::Pending,
                     },
                     error: None,
@@ -276,7 +278,9 @@ impl Daemon {
     }
 
     fn add_slot(&self, skill: Skill, engine: &Engine, state: &State) {
-        let Some(daemon) = self.me.upgrade() else { return };
+        let Some(daemon) = self.me.upgrade() else {
+            return;
+        };
         let (done, _) = watch::channel(0);
         let shared = Arc::new(SlotShared {
             trigger: Notify::new(),
@@ -298,11 +302,19 @@ impl Daemon {
     }
 
     fn pass_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.pass_locks).entry(name.to_string()).or_default().clone()
+        lock(&self.pass_locks)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
     }
 
     /// One slot's loop.
-    async fn run_slot(self: Arc<Self>, skill: Skill, shared: Arc<SlotShared>, mut stop: watch::Receiver<bool>) {
+    async fn run_slot(
+        self: Arc<Self>,
+        skill: Skill,
+        shared: Arc<SlotShared>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut failures: u32 = 0;
         loop {
             let report = {
@@ -463,8 +475,16 @@ impl Daemon {
         };
         let old = self.engine();
         for (what, was, now) in [
-            ("state_dir", &old.config().daemon.state_dir, &config.daemon.state_dir),
-            ("cache_dir", &old.config().daemon.cache_dir, &config.daemon.cache_dir),
+            (
+                "state_dir",
+                &old.config().daemon.state_dir,
+                &config.daemon.state_dir,
+            ),
+            (
+                "cache_dir",
+                &old.config().daemon.cache_dir,
+                &config.daemon.cache_dir,
+            ),
             ("socket", &old.config().daemon.socket, &config.daemon.socket),
         ] {
             if was != now {
@@ -562,7 +582,10 @@ impl Daemon {
 impl Controller for Daemon {
     fn status(&self) -> StatusResponse {
         let engine = self.engine();
-        let skills = lock(&self.slots).values().map(|s| self.skill_status(s)).collect();
+        let skills = lock(&self.slots)
+            .values()
+            .map(|s| self.skill_status(s))
+            .collect();
         StatusResponse {
             daemon: DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -598,7 +621,9 @@ impl Controller for Daemon {
         // this request* has finished.
         let mut waits = Vec::new();
         for n in &names {
-            let Some(shared) = self.slot_shared(n) else { continue };
+            let Some(shared) = self.slot_shared(n) else {
+                continue;
+            };
             let target = {
                 let view = lock(&shared.view);
                 view.done + if view.running { 2 } else { 1 }
@@ -674,8 +699,9 @@ pub async fn run(
             None
         }
     };
-    let mut hangup = signal(SignalKind::hangup())
-        .map_err(|e| crate::Error::io("installing the SIGHUP handler for", &options.config_path, e))?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| {
+        crate::Error::io("installing the SIGHUP handler for", &options.config_path, e)
+    })?;
     // Watchdog pings come from this loop itself, so a stuck loop is not
     // masked by a healthy timer task.
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
@@ -708,7 +734,10 @@ pub async fn run(
         let outcome = daemon.reload().await;
         notifier.ready_after_reload();
         if let Some(e) = outcome.error {
-            notifier.status(&format!("config rejected (last good config running): {}", first_line(&e)));
+            notifier.status(&format!(
+                "config rejected (last good config running): {}",
+                first_line(&e)
+            ));
         } else {
             notifier.status(&daemon.summary());
         }

@@ -183,10 +183,20 @@ impl Engine {
     pub fn new(config: Config, state_dir: &Path, cache_dir: &Path) -> Result<Engine> {
         let state_path = state_dir.join("state.json");
         let state = State::load(&state_path)?;
-        Self::build(config, Arc::new(Mutex::new(state)), state_path, Cache::new(cache_dir))
+        Self::build(
+            config,
+            Arc::new(Mutex::new(state)),
+            state_path,
+            Cache::new(cache_dir),
+        )
     }
 
-    fn build(config: Config, state: Arc<Mutex<State>>, state_path: PathBuf, cache: Cache) -> Result<Engine> {
+    fn build(
+        config: Config,
+        state: Arc<Mutex<State>>,
+        state_path: PathBuf,
+        cache: Cache,
+    ) -> Result<Engine> {
         let sources = Sources::new(&config)?;
         let limits = unpack::Limits {
             max_bytes: config.daemon.max_skill_size,
@@ -206,7 +216,12 @@ impl Engine {
     /// An engine for a new config that shares this one's state, state file
     /// and cache (which stay where they were at start).
     pub fn reconfigured(&self, config: Config) -> Result<Engine> {
-        Self::build(config, self.state.clone(), self.state_path.clone(), self.cache.clone())
+        Self::build(
+            config,
+            self.state.clone(),
+            self.state_path.clone(),
+            self.cache.clone(),
+        )
     }
 
     /// A copy of the recorded state.

@@ -46,7 +46,10 @@ pub fn watch(file: &Path, tx: UnboundedSender<()>) -> Result<ConfigWatcher, Watc
     };
     let mut debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| {
         if let Ok(events) = res {
-            if events.iter().any(|e| e.path.file_name() == Some(name.as_os_str())) {
+            if events
+                .iter()
+                .any(|e| e.path.file_name() == Some(name.as_os_str()))
+            {
                 let _ = tx.send(());
             }
         }

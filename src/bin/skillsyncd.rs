@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use skillsyncd::config::Config;
-use skillsyncd::control;
+use skillsyncd::control::client;
 use skillsyncd::daemon::{self, RunOptions};
 use skillsyncd::lock::InstanceLock;
 use skillsyncd::logging::{self, LogFormat};
@@ -67,8 +67,12 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let socket = control::socket_path(args.socket.as_deref(), Some(&config), &paths);
     let dirs = paths.clone().with_config(&config.daemon);
+    let socket = client::socket_path(
+        args.socket.as_deref(),
+        config.daemon.socket.as_deref(),
+        &dirs,
+    );
     // One skillsyncd per state dir, `--once` included: two would clean up
     // each other's installs.
     let _lock = InstanceLock::acquire(&dirs.state_dir)?;
@@ -126,7 +130,10 @@ async fn once(engine: &skillsyncd::reconcile::Engine) -> ExitCode {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

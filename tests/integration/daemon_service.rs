@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::proxy::Proxy;
+use crate::support::proxy::{Match, Proxy, RequestKind};
 use crate::support::registry::Registry;
 use crate::support::skillimage::{Publisher, SkillImage};
 use crate::support::{wait_until, KillOnDrop, TestEnv};
@@ -57,7 +57,10 @@ impl Service {
             self.proxy.host()
         );
         for s in skills {
-            text.push_str(&format!("\n[skills.{s}]\nimage = \"{}\"\n", self.image(&format!("examples/{s}"))));
+            text.push_str(&format!(
+                "\n[skills.{s}]\nimage = \"{}\"\n",
+                self.image(&format!("examples/{s}"))
+            ));
         }
         text
     }
@@ -86,12 +89,16 @@ impl Service {
         let mut command = self.env.daemon();
         command.stderr(log);
         let mut daemon = KillOnDrop::spawn(&mut command);
-        wait_until(Duration::from_secs(30), "the control socket to answer", || {
-            if let Ok(Some(status)) = daemon.try_wait() {
-                panic!("skillsyncd exited early with {status}:\n{}", self.log());
-            }
-            self.ctl(&["status", "--json"]).status.success()
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "the control socket to answer",
+            || {
+                if let Ok(Some(status)) = daemon.try_wait() {
+                    panic!("skillsyncd exited early with {status}:\n{}", self.log());
+                }
+                self.ctl(&["status", "--json"]).status.success()
+            },
+        );
         daemon
     }
 
@@ -100,12 +107,20 @@ impl Service {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        self.env.ctl().args(args).output().expect("run skillsyncctl")
+        self.env
+            .ctl()
+            .args(args)
+            .output()
+            .expect("run skillsyncctl")
     }
 
     fn status(&self) -> Value {
         let out = self.ctl(&["status", "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
 
@@ -120,10 +135,14 @@ impl Service {
     }
 
     fn wait_in_sync(&self, name: &str, version: &str) {
-        wait_until(Duration::from_secs(30), &format!("{name} {version} in sync"), || {
-            let s = self.skill_status(name);
-            s["state"] == "in_sync" && s["version"] == version
-        });
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{name} {version} in sync"),
+            || {
+                let s = self.skill_status(name);
+                s["state"] == "in_sync" && s["version"] == version
+            },
+        );
     }
 }
 
@@ -156,7 +175,9 @@ fn wait_exit(daemon: &mut KillOnDrop) -> std::process::ExitStatus {
 /// Sends raw bytes on the control socket and returns the whole answer.
 fn raw_request(socket: &Path, request: &[u8]) -> String {
     let mut stream = UnixStream::connect(socket).expect("connect to the control socket");
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let _ = stream.write_all(request);
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -183,7 +204,11 @@ fn status_over_the_socket_as_json_and_as_a_table() {
     assert_eq!(target["state"], "in_sync");
     assert_eq!(
         target["path"],
-        s.env.skill_dir("claude", "hello").display().to_string().as_str()
+        s.env
+            .skill_dir("claude", "hello")
+            .display()
+            .to_string()
+            .as_str()
     );
 
     // `--json` is the daemon's JSON unchanged: curl sees the same document.
@@ -235,16 +260,38 @@ fn sync_wait_installs_a_version_published_a_moment_ago() {
     assert_eq!(s.env.read_skill("claude", "hello"), v2.files);
     assert!(text(&out).contains("1.1.0"), "{}", text(&out));
 
-    // All skills, and a burst of requests coalesced: at most two more
-    // passes (the one running and one after it), not ten.
+    // A burst of requests is coalesced: while one pass runs (slowed down
+    // here), ten more requests make one more pass, not ten.
+    let slow = s.proxy.delay(
+        Match::kind(RequestKind::TagList),
+        Duration::from_millis(500),
+    );
     s.proxy.reset();
-    for _ in 0..10 {
-        assert!(s.ctl(&["sync", "hello"]).status.success());
+    let sock = s.socket();
+    let burst: Vec<_> = (0..10)
+        .map(|_| {
+            let sock = sock.clone();
+            std::thread::spawn(move || {
+                raw_request(
+                    &sock,
+                    b"POST /v1/skills/hello/sync HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                )
+            })
+        })
+        .collect();
+    for b in burst {
+        let answer = b.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 2"), "{answer}");
     }
+    let out = s.ctl(&["sync", "hello", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    s.proxy.remove(slow);
+    let lists = s.proxy.counts().tag_lists();
+    assert!((2..=3).contains(&lists), "{}", s.proxy.counts().summary());
+
+    // All skills at once.
     let out = s.ctl(&["sync", "--wait"]);
     assert!(out.status.success(), "{}", text(&out));
-    let lists = s.proxy.counts().tag_lists();
-    assert!((1..=3).contains(&lists), "{}", s.proxy.counts().summary());
 
     // An unknown skill is an error.
     let out = s.ctl(&["sync", "nope", "--wait"]);
@@ -268,25 +315,46 @@ fn config_edits_by_rename_are_picked_up_and_a_broken_edit_keeps_the_last_good_co
     assert_eq!(s.env.read_skill("claude", "beta"), beta.files);
 
     // A broken edit: rejected with file:line:column, the old config runs on.
-    let broken = format!("{}\n[skills.gamma]\nimage = 42\n", s.config_text(&["alpha", "beta"]));
+    let broken = format!(
+        "{}\n[skills.gamma]\nimage = 42\n",
+        s.config_text(&["alpha", "beta"])
+    );
     s.write_config_by_rename(&broken);
     let config = s.env.config_path().display().to_string();
-    wait_until(Duration::from_secs(30), "the broken config to be reported", || {
-        s.status()["daemon"]["config_error"]
-            .as_str()
-            .is_some_and(|e| e.contains(&config) && e.contains(':'))
-    });
-    let err = s.status()["daemon"]["config_error"].as_str().unwrap().to_string();
+    wait_until(
+        Duration::from_secs(30),
+        "the broken config to be reported",
+        || {
+            s.status()["daemon"]["config_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&config) && e.contains(':'))
+        },
+    );
+    let err = s.status()["daemon"]["config_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let line = broken.lines().position(|l| l == "image = 42").unwrap() + 1;
     assert!(err.contains(&format!("{config}:{line}:")), "{err}");
     let table = text(&s.ctl(&["status"]));
-    assert!(table.contains(&format!(":{line}:")), "the table shows the config error:\n{table}");
-    assert!(s.log().contains(&format!(":{line}:")), "the log says why:\n{}", s.log());
+    assert!(
+        table.contains(&format!(":{line}:")),
+        "the table shows the config error:\n{table}"
+    );
+    assert!(
+        s.log().contains(&format!(":{line}:")),
+        "the log says why:\n{}",
+        s.log()
+    );
     let v2 = skill("alpha", "1.1.0").build();
     s.publisher.push(&v2);
     let out = s.ctl(&["sync", "alpha", "--wait"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(s.env.read_skill("claude", "alpha"), v2.files, "the last good config keeps syncing");
+    assert_eq!(
+        s.env.read_skill("claude", "alpha"),
+        v2.files,
+        "the last good config keeps syncing"
+    );
 
     // Fixed, and a skill removed: left installed, reported as unmanaged.
     s.write_config_by_rename(&s.config_text(&["alpha"]));
@@ -312,9 +380,11 @@ fn sighup_and_skillsyncctl_reload_reload_the_config() {
     std::fs::write(s.env.config_path(), s.config_text(&["alpha", "beta"])).unwrap();
     signal(&daemon, "HUP");
     s.wait_in_sync("beta", "1.0.0");
-    wait_until(Duration::from_secs(10), "the SIGHUP reload in the log", || {
-        s.log().contains("SIGHUP")
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the SIGHUP reload in the log",
+        || s.log().contains("SIGHUP"),
+    );
 
     // skillsyncctl reload answers what changed, and rejects a broken file
     // with exit 2 and the location.
@@ -361,7 +431,10 @@ fn sigterm_during_installs_leaves_the_old_or_the_new_version() {
             s.env.config_path(),
             std::fs::read_to_string(s.env.config_path())
                 .unwrap()
-                .replace(&format!("<={}", versions[i - 1].version), &format!("<={}", next.version)),
+                .replace(
+                    &format!("<={}", versions[i - 1].version),
+                    &format!("<={}", next.version),
+                ),
         )
         .unwrap();
         // Reload and sync, then SIGTERM a moment later: somewhere before,
@@ -432,7 +505,10 @@ fn a_connection_from_another_uid_is_refused() {
     s.env.write_config(&s.config_text(&["hello"]));
     // A socket in a directory every user can traverse, made connectable by
     // everyone: only the peer uid check stands in the way.
-    let dir = tempfile::Builder::new().prefix("skillsync-uid-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("skillsync-uid-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.path().join("run/skillsyncd.sock");
     let log = std::fs::File::create(s.log_path()).unwrap();
@@ -444,15 +520,40 @@ fn a_connection_from_another_uid_is_refused() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
         .arg(&socket)
         .arg("http://localhost/v1/status")
         .output()
         .expect("setpriv and curl");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "403", "{}", text(&out));
-    wait_until(Duration::from_secs(10), "the refusal logged", || s.log().contains("65534"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "403",
+        "{}",
+        text(&out)
+    );
+    wait_until(Duration::from_secs(10), "the refusal logged", || {
+        s.log().contains("65534")
+    });
     // The owner is still served.
-    let ok = s.env.ctl().arg("--socket").arg(&socket).args(["status", "--json"]).output().unwrap();
+    let ok = s
+        .env
+        .ctl()
+        .arg("--socket")
+        .arg(&socket)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{}", text(&ok));
 }
 
@@ -481,19 +582,34 @@ fn oversized_and_malformed_requests_get_4xx_and_the_daemon_keeps_answering() {
         "x".repeat(1 << 20)
     );
     let answer = raw_request(&sock, huge.as_bytes());
-    assert!(answer.starts_with("HTTP/1.1 413"), "{}", &answer[..answer.len().min(200)]);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
 
-    let unknown = raw_request(&sock, b"GET /v1/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let unknown = raw_request(
+        &sock,
+        b"GET /v1/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
     assert!(unknown.contains("\"error\""), "{unknown}");
-    let method = raw_request(&sock, b"DELETE /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let method = raw_request(
+        &sock,
+        b"DELETE /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(method.starts_with("HTTP/1.1 405"), "{method}");
 
     // Many idle connections at once do not lock others out for good.
-    let idle: Vec<UnixStream> = (0..100).filter_map(|_| UnixStream::connect(&sock).ok()).collect();
+    let idle: Vec<UnixStream> = (0..100)
+        .filter_map(|_| UnixStream::connect(&sock).ok())
+        .collect();
     drop(idle);
     assert!(s.ctl(&["status"]).status.success());
-    let ok = raw_request(&sock, b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let ok = raw_request(
+        &sock,
+        b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 }
 

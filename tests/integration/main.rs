@@ -9,8 +9,8 @@ mod support;
 
 mod atomicity;
 mod crash;
+mod daemon_service;
 mod demo_layout;
 mod service_files;
 mod support_selftest;
 mod sync;
-mod daemon_service;

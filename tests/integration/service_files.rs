@@ -497,7 +497,20 @@ fn the_units_exec_start_runs_the_daemon() {
     vars.push(("NOTIFY_SOCKET".into(), notify.path.display().to_string()));
     vars.push(("WATCHDOG_USEC".into(), watchdog.as_micros().to_string()));
     run_like_a_service_manager(&env, &argv, &vars);
-    eprintln!("notifications: {:?}", notify.messages());
+    let messages = notify.messages();
+    eprintln!("notifications: {messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("READY=1")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("STATUS=")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("STOPPING=1")),
+        "{messages:?}"
+    );
 }
 
 #[test]
