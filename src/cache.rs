@@ -101,10 +101,8 @@ impl Cache {
         remove_temporaries(&self.manifest_dir())?;
         let dir = self.blob_dir();
         let mut removed = 0;
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(Error::io("reading", dir, e)),
+        let Some(entries) = read_dir_if_exists(&dir)? else {
+            return Ok(0);
         };
         for entry in entries {
             let entry = entry.ctx("reading", &dir)?;
@@ -220,10 +218,8 @@ impl Cache {
         keep: &HashSet<Digest>,
         ttl: Option<std::time::Duration>,
     ) -> Result<usize> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(Error::io("reading", dir, e)),
+        let Some(entries) = read_dir_if_exists(dir)? else {
+            return Ok(0);
         };
         let mut removed = 0;
         for entry in entries {
@@ -264,10 +260,8 @@ pub(crate) fn unique() -> u64 {
 /// Removes the `.tmp-*` files an atomic write leaves behind when the process
 /// dies before its rename. Returns how many were removed.
 pub fn remove_temporaries(dir: &Path) -> Result<usize> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io("reading", dir, e)),
+    let Some(entries) = read_dir_if_exists(dir)? else {
+        return Ok(0);
     };
     let mut removed = 0;
     for entry in entries {
@@ -279,4 +273,119 @@ pub fn remove_temporaries(dir: &Path) -> Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// A directory's entries, or `None` when it does not exist (yet).
+fn read_dir_if_exists(dir: &Path) -> Result<Option<std::fs::ReadDir>> {
+    match std::fs::read_dir(dir) {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading", dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::layout::LayoutSource;
+
+    /// A layout directory holding `blobs`, and a cache beside it.
+    fn setup(blobs: &[&[u8]]) -> (tempfile::TempDir, LayoutSource, Cache, ImageRef) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("layout/blobs/sha256");
+        std::fs::create_dir_all(&dir).unwrap();
+        for b in blobs {
+            std::fs::write(dir.join(Digest::of(b).hex()), b).unwrap();
+        }
+        let source = LayoutSource::new(tmp.path().join("layout"));
+        let cache = Cache::new(tmp.path().join("cache"));
+        (tmp, source, cache, "local/x".parse().unwrap())
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn downloads_once_then_serves_from_the_cache() {
+        let blob = b"layer bytes".as_slice();
+        let (_t, source, cache, image) = setup(&[blob]);
+        let d = Digest::of(blob);
+        let n = blob.len() as u64;
+        assert_eq!(
+            cache.fetch(&source, &image, &d, n, 1 << 20).await.unwrap(),
+            Fetched::Downloaded(n)
+        );
+        assert_eq!(
+            cache.fetch(&source, &image, &d, n, 1 << 20).await.unwrap(),
+            Fetched::Cached
+        );
+        assert_eq!(std::fs::read(cache.blob_path(&d)).unwrap(), blob);
+    }
+
+    #[tokio::test]
+    async fn rejects_wrong_sizes_and_digests_and_keeps_nothing() {
+        let blob = b"layer bytes".as_slice();
+        let (_t, source, cache, image) = setup(&[blob]);
+        let d = Digest::of(blob);
+        let n = blob.len() as u64;
+        // The descriptor says fewer bytes than the source sends.
+        let err = cache
+            .fetch(&source, &image, &d, n - 1, 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        // More bytes than sent: a short read.
+        let err = cache
+            .fetch(&source, &image, &d, n + 1, 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        // Over the cap: refused before any byte is read.
+        let err = cache
+            .fetch(&source, &image, &d, n, n - 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        assert!(
+            names(&cache.blob_dir()).is_empty(),
+            "{:?}",
+            names(&cache.blob_dir())
+        );
+    }
+
+    #[test]
+    fn manifests_are_verified_on_read_and_garbage_is_collected() {
+        let (_t, _source, cache, _image) = setup(&[]);
+        let m = b"{\"schemaVersion\":2}".as_slice();
+        let d = Digest::of(m);
+        cache.store_manifest(&d, m).unwrap();
+        assert_eq!(cache.read_manifest(&d).as_deref(), Some(m));
+        std::fs::write(cache.manifest_dir().join(d.hex()), b"tampered").unwrap();
+        assert_eq!(
+            cache.read_manifest(&d),
+            None,
+            "a damaged manifest is dropped"
+        );
+
+        let dir = cache.blob_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let (keep, drop) = (Digest::of(b"keep"), Digest::of(b"drop"));
+        std::fs::write(dir.join(keep.hex()), b"keep").unwrap();
+        std::fs::write(dir.join(drop.hex()), b"drop").unwrap();
+        std::fs::write(dir.join(format!("{}.partial-1-2", drop.hex())), b"dr").unwrap();
+        assert_eq!(cache.clean_partials().unwrap(), 1);
+        assert_eq!(
+            cache
+                .collect_garbage(&HashSet::from([keep.clone()]))
+                .unwrap(),
+            1
+        );
+        assert_eq!(names(&dir), vec![keep.hex().to_string()]);
+    }
 }
