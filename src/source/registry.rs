@@ -20,6 +20,11 @@ use super::{BlobStream, Source, SourceError};
 use crate::manifest::{ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_SIZE};
 use crate::reference::{Digest, ImageRef};
 
+/// Tags asked for per tag-list request.
+const TAG_PAGE: usize = 100;
+/// Tag-list pages followed at most (100,000 tags).
+const MAX_TAG_PAGES: usize = 1000;
+
 /// Whether a registry asks for authentication, learned from one `GET /v2/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
@@ -214,13 +219,36 @@ impl Source for RegistrySource {
     }
 
     async fn list_tags(&self, image: &ImageRef) -> Result<Vec<String>, SourceError> {
+        // Registries may paginate tag lists (the spec's `n`/`last`); oci-client
+        // drops the `Link` header that says so. Asking for pages of
+        // TAG_PAGE and following on while a page comes back full costs one
+        // request for any repository with fewer tags. A registry that ignores
+        // `n` and `last` (distribution 2.8 does) returns everything at once,
+        // and a page that adds nothing new ends the walk.
         let r = reference(image, "latest");
-        let resp = self
-            .client
-            .list_tags(&r, &self.auth(image).await?, None, None)
-            .await
-            .map_err(|e| convert(image, format!("tag list of {}", image.repository), e))?;
-        Ok(resp.tags)
+        let auth = self.auth(image).await?;
+        let mut tags: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut last: Option<String> = None;
+        for _ in 0..MAX_TAG_PAGES {
+            let page = self
+                .client
+                .list_tags(&r, &auth, Some(TAG_PAGE), last.as_deref())
+                .await
+                .map_err(|e| convert(image, format!("tag list of {}", image.repository), e))?;
+            let full = page.tags.len() >= TAG_PAGE;
+            let before = tags.len();
+            for t in page.tags {
+                if seen.insert(t.clone()) {
+                    tags.push(t);
+                }
+            }
+            if !full || tags.len() == before {
+                break;
+            }
+            last = tags.last().cloned();
+        }
+        Ok(tags)
     }
 
     async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {

@@ -732,3 +732,25 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn every_tag_is_seen_in_a_repository_with_hundreds() {
+    let w = World::new();
+    w.publisher.push(&hello("1.0.0").build());
+    for patch in 1..250 {
+        w.publisher
+            .tag("examples/hello", "1.0.0", &format!("1.0.{patch}"));
+    }
+    let newest = hello("3.0.0").build();
+    w.publisher.push(&newest);
+    w.config(&format!(
+        "[skills.hello]\nimage = \"{}\"\n",
+        w.image("examples/hello")
+    ));
+    assert_eq!(code(&w.once()), 0);
+    assert_eq!(w.env.read_skill("claude", "hello"), newest.files);
+    // distribution 2.8 ignores `n`: a full first page is followed by one
+    // more request that adds nothing, and the walk stops there.
+    let lists = w.proxy.counts().tag_lists();
+    assert!((1..=2).contains(&lists), "{}", w.proxy.counts().summary());
+}
