@@ -168,7 +168,7 @@ pub struct Daemon {
     reloading: tokio::sync::Mutex<()>,
     state_dir: PathBuf,
     cache_dir: PathBuf,
-    on_summary: Box<dyn Fn(&str) + Send + Sync>,
+    notifier: Arc<Notifier>,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,13 +179,13 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Daemon {
     /// Starts the daemon's slots for `engine`'s config: every skill's first
-    /// pass begins at once. `on_summary` receives a one-line summary after
-    /// every pass (for systemd's STATUS=).
+    /// pass begins at once. `notifier` gets a one-line summary after every
+    /// pass (systemd's STATUS=) and hears of reloads.
     pub async fn start(
         engine: Engine,
         config_path: PathBuf,
         paths: &Paths,
-        on_summary: Box<dyn Fn(&str) + Send + Sync>,
+        notifier: Arc<Notifier>,
     ) -> Arc<Daemon> {
         let dirs = paths.clone().with_config(&engine.config().daemon);
         let now = rfc3339(SystemTime::now());
@@ -204,7 +204,7 @@ impl Daemon {
             reloading: tokio::sync::Mutex::new(()),
             state_dir: dirs.state_dir,
             cache_dir: dirs.cache_dir,
-            on_summary,
+            notifier,
         });
         let engine = daemon.engine();
         let state = engine.state().await;
@@ -354,7 +354,7 @@ impl Daemon {
                 view.next_check = Some(now + delay);
                 shared.done.send_replace(view.done);
             }
-            (self.on_summary)(&self.summary());
+            self.notifier.status(&self.summary());
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shared.trigger.notified() => {}
@@ -458,6 +458,20 @@ impl Daemon {
     /// config loads.
     pub async fn reload(&self) -> ReloadResponse {
         let _one_at_a_time = self.reloading.lock().await;
+        self.notifier.reloading();
+        let outcome = self.reload_config().await;
+        self.notifier.ready_after_reload();
+        match &outcome.error {
+            Some(e) => self.notifier.status(&format!(
+                "config rejected (last good config running): {}",
+                first_line(e)
+            )),
+            None => self.notifier.status(&self.summary()),
+        }
+        outcome
+    }
+
+    async fn reload_config(&self) -> ReloadResponse {
         let rejected = |daemon: &Daemon, error: String| {
             tracing::error!("config rejected, keeping the last good one:\n{error}");
             *lock(&daemon.config_error) = Some(error.clone());
@@ -676,14 +690,7 @@ pub async fn run(
 
     let notifier = Arc::new(Notifier::from_env());
     let listener = server::bind(&options.socket)?;
-    let status_notifier = notifier.clone();
-    let daemon = Daemon::start(
-        engine,
-        options.config_path.clone(),
-        paths,
-        Box::new(move |line| status_notifier.status(line)),
-    )
-    .await;
+    let daemon = Daemon::start(engine, options.config_path.clone(), paths, notifier.clone()).await;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();

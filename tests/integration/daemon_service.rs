@@ -626,3 +626,29 @@ fn skillsyncctl_without_a_daemon_exits_3_with_a_hint() {
         assert!(err.contains("systemctl --user start skillsyncd"), "{err}");
     }
 }
+
+#[test]
+fn a_socket_left_by_a_crash_is_replaced_and_a_live_one_is_not() {
+    let s = Service::new();
+    s.publisher.push(&skill("hello", "1.0.0").build());
+    s.env.write_config(&s.config_text(&["hello"]));
+    let mut daemon = s.start();
+    daemon.0.kill().unwrap();
+    let _ = daemon.0.wait();
+    assert!(s.socket().exists(), "kill -9 leaves the socket behind");
+    // Nothing answers on it: the next daemon takes its place.
+    let _daemon = s.start();
+    s.wait_in_sync("hello", "1.0.0");
+    // A live socket is never taken over, even by a daemon with another
+    // state dir.
+    let other_state = s.env.root().join("other-state");
+    let out = s
+        .env
+        .daemon()
+        .env("SKILLSYNC_STATE_DIR", &other_state)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("already listening"), "{}", text(&out));
+    assert!(s.ctl(&["status"]).status.success());
+}
