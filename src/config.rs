@@ -74,6 +74,8 @@ pub const DEFAULT_MAX_SKILL_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Default `[daemon] max_entries`.
 pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
+/// `[daemon] generations` when not set.
+pub const DEFAULT_GENERATIONS: u32 = 2;
 
 /// Longest accepted skill or target name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -162,6 +164,9 @@ pub struct DaemonSettings {
     pub cache_dir: Option<PathBuf>,
     /// Overrides the control socket's path (resolved like `state_dir`).
     pub socket: Option<PathBuf>,
+    /// Installed generations kept per skill, the current one included
+    /// (default 2: the current and one to roll back to).
+    pub generations: u32,
 }
 
 impl Default for DaemonSettings {
@@ -173,6 +178,7 @@ impl Default for DaemonSettings {
             state_dir: None,
             cache_dir: None,
             socket: None,
+            generations: DEFAULT_GENERATIONS,
         }
     }
 }
@@ -313,6 +319,7 @@ struct RawDaemon {
     state_dir: Option<Spanned<String>>,
     cache_dir: Option<Spanned<String>>,
     socket: Option<Spanned<String>>,
+    generations: Option<Spanned<i64>>,
 }
 
 /// `[defaults]`, as written.
@@ -523,6 +530,18 @@ impl Checker<'_> {
         }
         if let Some(v) = &raw.socket {
             out.socket = self.path_setting(v, "socket");
+        }
+        if let Some(v) = &raw.generations {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) if (1..=100).contains(&n) => out.generations = n,
+                _ => self.error(
+                    v.span(),
+                    format!(
+                        "invalid generations {}: keep 1 to 100 installed generations per skill",
+                        v.get_ref()
+                    ),
+                ),
+            }
         }
         out
     }
@@ -1132,6 +1151,7 @@ channel = "testing"
                 state_dir: Some(PathBuf::from("/home/u/state")),
                 cache_dir: Some(PathBuf::from("/etc/sk/cache")),
                 socket: None,
+                generations: 2,
             },
             registries: BTreeMap::from([
                 (

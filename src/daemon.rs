@@ -31,10 +31,10 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, Selector, Skill};
 use crate::control::protocol::{
-    self, DaemonStatus, ReloadResponse, SkillStatus, StatusResponse, SyncResponse, TargetStatus,
-    UnmanagedSkill,
+    self, DaemonStatus, HoldAction, HoldResponse, ReloadResponse, SkillStatus, StatusResponse,
+    SyncResponse, TargetStatus, UnmanagedSkill,
 };
-use crate::control::{server, Controller};
+use crate::control::{server, ActionError, Controller};
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::reconcile::{Engine, SkillReport, SyncState, TargetSync};
@@ -274,6 +274,7 @@ impl Daemon {
             targets,
             changes: Vec::new(),
             downloaded: 0,
+            held: prev.and_then(|p| p.hold.as_ref()).map(|h| h.describe()),
         }
     }
 
@@ -429,6 +430,7 @@ impl Daemon {
                         .collect()
                 })
                 .unwrap_or_default(),
+            held: report.and_then(|r| r.held.clone()),
         }
     }
 
@@ -666,6 +668,38 @@ impl Controller for Daemon {
 
     async fn reload(&self) -> ReloadResponse {
         Daemon::reload(self).await
+    }
+
+    async fn hold(&self, name: String, action: HoldAction) -> Result<HoldResponse, ActionError> {
+        if !lock(&self.slots).contains_key(&name) {
+            return Err(ActionError::NotFound(format!(
+                "no skill named {name:?} is configured"
+            )));
+        }
+        let engine = self.engine();
+        let message = match action {
+            HoldAction::Hold => engine.hold(&name).await,
+            HoldAction::Rollback => engine.rollback(&name).await,
+            HoldAction::Resume => engine.resume(&name).await.map(|was| {
+                if was {
+                    format!("{name} resumed: it follows the config again")
+                } else {
+                    format!("{name} was not held")
+                }
+            }),
+        }
+        .map_err(|e| ActionError::Refused(e.to_string()))?;
+        tracing::info!(skill = %name, "{message}");
+        // Apply it now: a rollback reinstalls, a resume re-resolves, and
+        // status shows the hold.
+        let synced = self
+            .sync(Some(name.clone()), true)
+            .await
+            .map_err(ActionError::NotFound)?;
+        let skill = synced.skills.into_iter().next().ok_or_else(|| {
+            ActionError::NotFound(format!("no skill named {name:?} is configured"))
+        })?;
+        Ok(HoldResponse { message, skill })
     }
 }
 

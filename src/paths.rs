@@ -201,6 +201,7 @@ mod tests {
             state_dir: state.map(PathBuf::from),
             cache_dir: cache.map(PathBuf::from),
             socket: None,
+            generations: 2,
         }
     }
 

@@ -30,7 +30,7 @@ use crate::install;
 use crate::manifest::{self, Parsed, SkillManifest};
 use crate::reference::{Digest, ImageRef};
 use crate::source::{Source, Sources};
-use crate::state::{Installed, SkillState, State, TargetState};
+use crate::state::{Hold, HoldReason, Installed, SkillState, State, TargetState};
 use crate::unpack;
 
 /// The overall state of a skill after a pass.
@@ -99,6 +99,8 @@ pub struct SkillReport {
     pub changes: Vec<String>,
     /// Layer bytes downloaded by this pass.
     pub downloaded: u64,
+    /// Set while the skill is held or rolled back (`held at 1.0.0 since …`).
+    pub held: Option<String>,
 }
 
 /// What a target needs, decided from the state file and the disk.
@@ -283,6 +285,8 @@ impl Engine {
                     .values()
                     .filter_map(|t| t.installed.as_ref())
                     .chain(s.current.as_ref())
+                    .chain(s.history.iter())
+                    .chain(s.hold.as_ref().map(|h| &h.installed))
                     .flat_map(|i| [i.layer_digest.clone(), i.manifest_digest.clone()])
                     .chain(s.ref_digest.clone())
             })
@@ -447,6 +451,89 @@ impl Engine {
         }
     }
 
+    /// Freezes a skill at the version installed now: later passes keep it
+    /// and resolve nothing until [`Engine::resume`].
+    pub async fn hold(&self, name: &str) -> Result<String> {
+        let mut state = self.state.lock().await;
+        let skill = state.skills.get_mut(name).ok_or_else(|| {
+            Error::NoVersion(format!(
+                "{name} has not been installed yet; nothing to hold"
+            ))
+        })?;
+        let installed = skill
+            .targets
+            .values()
+            .find_map(|t| t.installed.clone())
+            .ok_or_else(|| {
+                Error::NoVersion(format!(
+                    "{name} has not been installed yet; nothing to hold"
+                ))
+            })?;
+        let hold = Hold {
+            reason: HoldReason::Hold,
+            installed,
+            since: now_rfc3339(),
+        };
+        let line = hold.describe();
+        skill.hold = Some(hold);
+        self.save_state(&state).await?;
+        Ok(line)
+    }
+
+    /// Holds a skill at its previous generation; the next pass reinstalls
+    /// it from the cache, with no network.
+    pub async fn rollback(&self, name: &str) -> Result<String> {
+        let mut state = self.state.lock().await;
+        let skill = state.skills.get_mut(name).ok_or_else(|| {
+            Error::NoVersion(format!(
+                "{name} has not been installed yet; nothing to roll back"
+            ))
+        })?;
+        let installed_layer = skill
+            .targets
+            .values()
+            .find_map(|t| t.installed.as_ref().map(|i| i.layer_digest.clone()));
+        let previous = skill
+            .history
+            .iter()
+            .find(|h| Some(&h.layer_digest) != installed_layer.as_ref())
+            .cloned()
+            .ok_or_else(|| {
+                Error::NoVersion(format!("{name} has no earlier generation to roll back to"))
+            })?;
+        if !self.cache.blob_path(&previous.layer_digest).is_file() {
+            return Err(Error::NoVersion(format!(
+                "{name}: the earlier generation {} is no longer in the cache",
+                previous
+                    .version
+                    .as_deref()
+                    .unwrap_or(previous.manifest_digest.short())
+            )));
+        }
+        let hold = Hold {
+            reason: HoldReason::Rollback,
+            installed: previous,
+            since: now_rfc3339(),
+        };
+        let line = hold.describe();
+        skill.hold = Some(hold);
+        self.save_state(&state).await?;
+        Ok(line)
+    }
+
+    /// Lifts a hold or rollback: the next pass follows the config again.
+    pub async fn resume(&self, name: &str) -> Result<bool> {
+        let mut state = self.state.lock().await;
+        let Some(skill) = state.skills.get_mut(name) else {
+            return Ok(false);
+        };
+        let was = skill.hold.take().is_some();
+        if was {
+            self.save_state(&state).await?;
+        }
+        Ok(was)
+    }
+
     /// Runs one pass for one skill. Never panics on bad input; every failure
     /// ends up in the report, and what was installed stays.
     pub async fn sync(&self, skill: &Skill) -> SkillReport {
@@ -462,8 +549,28 @@ impl Engine {
             targets: Vec::new(),
             changes: Vec::new(),
             downloaded: 0,
+            held: None,
         };
         let prev = self.state.lock().await.skills.get(&skill.name).cloned();
+        if let Some(hold) = prev.as_ref().and_then(|p| p.hold.clone()) {
+            // Frozen: no resolution, no network; the held version is kept
+            // (and put back from the cache where a target lost it).
+            report.held = Some(hold.describe());
+            report.version = hold.installed.version.clone();
+            report.digest = Some(hold.installed.manifest_digest.clone());
+            report.status = Some(hold.installed.status);
+            let desired = Desired {
+                ref_digest: hold.installed.manifest_digest.clone(),
+                manifest: None,
+                known: hold.installed,
+                kept_deprecated: false,
+            };
+            if let Err(e) = self.apply(&source, skill, prev, desired, &mut report).await {
+                report.state = SyncState::Error;
+                report.error = Some(e.to_string());
+            }
+            return report;
+        }
         if let Some(c) = prev.as_ref().and_then(|p| p.current.as_ref()) {
             report.version = c.version.clone();
             report.digest = Some(c.manifest_digest.clone());
@@ -671,10 +778,17 @@ impl Engine {
                                 },
                             );
                             entry.pending = None;
-                            entry.installed = Some(Installed {
+                            let replaced = entry.installed.replace(Installed {
                                 installed_at: now_rfc3339(),
                                 ..known.clone()
                             });
+                            if let Some(old) =
+                                replaced.filter(|o| o.layer_digest != known.layer_digest)
+                            {
+                                let keep =
+                                    self.config.daemon.generations.saturating_sub(1) as usize;
+                                skill_state.remember(old, keep);
+                            }
                             state_changed = true;
                             report.changes.push(format!(
                                 "installed {label} ({}) into {} ({})",

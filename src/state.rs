@@ -45,6 +45,56 @@ pub struct SkillState {
     /// Per target name.
     #[serde(default)]
     pub targets: BTreeMap<String, TargetState>,
+    /// Earlier installed generations, newest first (bounded by
+    /// `[daemon] generations`); their layers stay cached for rollback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Installed>,
+    /// Set while the skill is frozen (`skillsyncctl hold` or `rollback`):
+    /// no resolution, the held version is kept installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+}
+
+/// Why and where a skill is frozen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    /// `hold` or `rollback`.
+    pub reason: HoldReason,
+    /// The version kept installed.
+    pub installed: Installed,
+    /// Since when (RFC 3339).
+    pub since: String,
+}
+
+/// How a hold came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldReason {
+    /// `skillsyncctl hold`: frozen at the version installed then.
+    Hold,
+    /// `skillsyncctl rollback`: the previous generation, reinstalled.
+    Rollback,
+}
+
+impl Hold {
+    /// One line for status: `held at 1.0.0 since …`.
+    pub fn describe(&self) -> String {
+        let version = self.installed.version.as_deref().unwrap_or("(no version)");
+        match self.reason {
+            HoldReason::Hold => format!("held at {version} since {}", self.since),
+            HoldReason::Rollback => format!("rolled back to {version} at {}", self.since),
+        }
+    }
+}
+
+impl SkillState {
+    /// Remembers `old` as the most recent earlier generation, keeping at
+    /// most `keep` of them (distinct layers only).
+    pub fn remember(&mut self, old: Installed, keep: usize) {
+        self.history.retain(|h| h.layer_digest != old.layer_digest);
+        self.history.insert(0, old);
+        self.history.truncate(keep);
+    }
 }
 
 /// What is installed in one target.
@@ -148,6 +198,8 @@ mod tests {
                 image: "r/x".into(),
                 ref_digest: Some(Digest::of(b"m")),
                 current: None,
+                history: Vec::new(),
+                hold: None,
                 targets: BTreeMap::from([(
                     "claude".into(),
                     TargetState {

@@ -21,7 +21,7 @@ use clap_complete::Shell;
 use skillsyncd::config::Config;
 use skillsyncd::control::client::{self, Client, ClientError};
 use skillsyncd::control::protocol::{
-    SkillState, SkillStatus, StatusResponse, TargetState, TargetStatus,
+    HoldAction, SkillState, SkillStatus, StatusResponse, TargetState, TargetStatus,
 };
 use skillsyncd::paths::Paths;
 
@@ -112,6 +112,39 @@ Exits 2 when the new config is rejected, printing each problem as
 file:line:column: message.")]
     Reload,
 
+    /// Freeze a skill at the version installed now (until `resume`).
+    #[command(after_help = "\
+Examples:
+  skillsyncctl hold hello-world
+  skillsyncctl resume hello-world")]
+    Hold {
+        /// The skill.
+        name: String,
+    },
+
+    /// Reinstall a skill's previous generation from the cache (no network)
+    /// and hold it there (until `resume`).
+    #[command(after_help = "\
+Examples:
+  skillsyncctl rollback hello-world
+  skillsyncctl status hello-world     # shows `rolled back to ...`
+  skillsyncctl resume hello-world     # follow the config again
+
+Exits 1 when there is no earlier generation to go back to.")]
+    Rollback {
+        /// The skill.
+        name: String,
+    },
+
+    /// Lift a hold or rollback: the skill follows the config again.
+    #[command(after_help = "\
+Examples:
+  skillsyncctl resume hello-world")]
+    Resume {
+        /// The skill.
+        name: String,
+    },
+
     /// Validate a config file without contacting anything.
     #[command(after_help = "\
 Examples:
@@ -183,6 +216,9 @@ async fn talk(args: &Args, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Status { name, json } => status(&client, name.as_deref(), *json).await,
         Command::Sync { name, wait } => sync(&client, name.as_deref(), *wait).await,
         Command::Reload => reload(&client).await,
+        Command::Hold { name } => hold(&client, name, HoldAction::Hold).await,
+        Command::Rollback { name } => hold(&client, name, HoldAction::Rollback).await,
+        Command::Resume { name } => hold(&client, name, HoldAction::Resume).await,
         Command::Check | Command::Completions { .. } => Ok(ExitCode::SUCCESS),
     }
 }
@@ -312,6 +348,20 @@ async fn reload(client: &Client) -> anyhow::Result<ExitCode> {
     } else {
         print_out(&format!("config reloaded: {}\n", parts.join("; ")));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `skillsyncctl hold|rollback|resume NAME`.
+async fn hold(client: &Client, name: &str, action: HoldAction) -> anyhow::Result<ExitCode> {
+    let resp = client.hold(name, action).await?;
+    let s = &resp.skill;
+    print_out(&format!(
+        "{}\n{} is now {} ({})\n",
+        resp.message,
+        s.name,
+        s.version.as_deref().unwrap_or("not installed"),
+        s.held.as_deref().unwrap_or("following the config"),
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -535,7 +585,10 @@ fn skill_row(s: &SkillStatus, now: SystemTime) -> Vec<Cell> {
             Color::Dim,
         ),
         (status, status_color),
-        state_cell(s.state),
+        match (&s.held, s.state) {
+            (Some(_), SkillState::InSync) => ("held".into(), Color::Yellow),
+            _ => state_cell(s.state),
+        },
         (
             s.last_checked
                 .as_deref()
@@ -618,6 +671,15 @@ fn render_skill(s: &SkillStatus, now: SystemTime, style: &Style) -> String {
     ];
     for (key, value) in fields {
         let _ = writeln!(out, "  {:<11} {value}", format!("{key}:"));
+    }
+    if let Some(h) = &s.held {
+        let _ = writeln!(
+            out,
+            "  {:<11} {} (skillsyncctl resume {} to follow the config again)",
+            "held:",
+            style.paint(h, Color::Yellow),
+            s.name
+        );
     }
     if let Some(e) = &s.error {
         let _ = writeln!(out, "  {:<11} {}", "error:", style.paint(e, Color::Red));
@@ -868,6 +930,7 @@ mod tests {
                 state: TargetState::InSync,
                 error: None,
             }],
+            held: None,
         }
     }
 
@@ -1117,6 +1180,17 @@ mod tests {
                 removed: vec![],
                 changed: vec![],
             }
+        }
+
+        async fn hold(
+            &self,
+            name: String,
+            _action: HoldAction,
+        ) -> Result<skillsyncd::control::protocol::HoldResponse, skillsyncd::control::ActionError>
+        {
+            Err(skillsyncd::control::ActionError::Refused(format!(
+                "{name} has no earlier generation"
+            )))
         }
     }
 

@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use super::protocol::{
-    ErrorBody, ReloadResponse, SkillStatus, StatusResponse, SyncResponse, API_PREFIX,
+    ErrorBody, HoldAction, HoldResponse, ReloadResponse, SkillStatus, StatusResponse, SyncResponse,
+    API_PREFIX,
 };
 use crate::paths::{expand_tilde, Paths, ENV_RUNTIME_DIR};
 
@@ -230,6 +231,13 @@ impl Client {
     pub async fn reload(&self) -> Result<ReloadResponse, ClientError> {
         self.call(Method::POST, &format!("{API_PREFIX}/reload"), self.timeout)
             .await
+    }
+
+    /// `POST /v1/skills/NAME/{hold,rollback,resume}`; waits for the pass
+    /// that applies it.
+    pub async fn hold(&self, name: &str, action: HoldAction) -> Result<HoldResponse, ClientError> {
+        let path = format!("{API_PREFIX}/skills/{name}/{}", action.as_str());
+        self.call(Method::POST, &path, SYNC_WAIT_TIMEOUT).await
     }
 
     /// A request whose successful answer is decoded as `T`.

@@ -13,7 +13,9 @@ pub mod server;
 
 use std::future::Future;
 
-use protocol::{ReloadResponse, SkillStatus, StatusResponse, SyncResponse};
+use protocol::{
+    HoldAction, HoldResponse, ReloadResponse, SkillStatus, StatusResponse, SyncResponse,
+};
 
 /// What the server asks of the daemon. Implemented by the scheduler.
 pub trait Controller: Send + Sync + 'static {
@@ -31,4 +33,21 @@ pub trait Controller: Send + Sync + 'static {
     ) -> impl Future<Output = Result<SyncResponse, String>> + Send;
     /// Reloads the config file.
     fn reload(&self) -> impl Future<Output = ReloadResponse> + Send;
+    /// Holds, rolls back or resumes one skill.
+    fn hold(
+        &self,
+        name: String,
+        action: HoldAction,
+    ) -> impl Future<Output = Result<HoldResponse, ActionError>> + Send;
+}
+
+/// Why a hold, rollback or resume was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// No such skill is configured (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The skill cannot do that now, e.g. nothing to roll back to (409).
+    #[error("{0}")]
+    Refused(String),
 }

@@ -9,6 +9,9 @@
 //! | `POST /v1/sync[?wait=true]` | | [`SyncResponse`] for every skill |
 //! | `POST /v1/skills/NAME/sync[?wait=true]` | | [`SyncResponse`] for one |
 //! | `POST /v1/reload` | | [`ReloadResponse`] |
+//! | `POST /v1/skills/NAME/hold` | | [`HoldResponse`]: frozen at its version |
+//! | `POST /v1/skills/NAME/rollback` | | [`HoldResponse`]: previous generation, held |
+//! | `POST /v1/skills/NAME/resume` | | [`HoldResponse`]: follows the config again |
 //!
 //! Errors are a 4xx or 5xx status with an [`ErrorBody`].
 
@@ -109,6 +112,9 @@ pub struct SkillStatus {
     pub next_check: Option<String>,
     /// Per target.
     pub targets: Vec<TargetStatus>,
+    /// Set while the skill is held or rolled back: `held at 1.0.0 since …`.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 /// One target of a skill.
@@ -165,4 +171,36 @@ pub struct ReloadResponse {
 pub struct ErrorBody {
     /// What went wrong.
     pub error: String,
+}
+
+/// What `POST /v1/skills/NAME/{hold,rollback,resume}` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldAction {
+    /// Freeze the skill at the version installed now.
+    Hold,
+    /// Reinstall the previous generation from the cache and hold it there.
+    Rollback,
+    /// Lift a hold: follow the config again.
+    Resume,
+}
+
+impl HoldAction {
+    /// The path segment (`hold`, `rollback`, `resume`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldAction::Hold => "hold",
+            HoldAction::Rollback => "rollback",
+            HoldAction::Resume => "resume",
+        }
+    }
+}
+
+/// The answer to a hold, rollback or resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldResponse {
+    /// What happened, for people.
+    pub message: String,
+    /// The skill afterwards (after the pass a rollback or resume runs).
+    pub skill: SkillStatus,
 }

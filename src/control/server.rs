@@ -36,8 +36,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::protocol::{ErrorBody, API_PREFIX};
-use super::Controller;
+use super::protocol::{ErrorBody, HoldAction, API_PREFIX};
+use super::{ActionError, Controller};
 
 /// Why the control socket could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -524,6 +524,8 @@ enum Route {
     Sync { name: Option<String>, wait: bool },
     /// `POST /v1/reload`.
     Reload,
+    /// `POST /v1/skills/NAME/{hold,rollback,resume}`.
+    Hold { name: String, action: HoldAction },
 }
 
 /// An answer other than success.
@@ -587,6 +589,21 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, ApiE
             },
         ),
         ["reload"] => (Method::POST, Route::Reload),
+        ["skills", name, verb] if !name.is_empty() => {
+            let action = match *verb {
+                "hold" => HoldAction::Hold,
+                "rollback" => HoldAction::Rollback,
+                "resume" => HoldAction::Resume,
+                _ => return Err(not_found()),
+            };
+            (
+                Method::POST,
+                Route::Hold {
+                    name: name.to_string(),
+                    action,
+                },
+            )
+        }
         _ => return Err(not_found()),
     };
     if *method != allowed {
@@ -734,6 +751,11 @@ async fn answer<C: Controller>(
             }
         }
         Route::Reload => Ok(json_response(StatusCode::OK, &controller.reload().await)),
+        Route::Hold { name, action } => match controller.hold(name, action).await {
+            Ok(resp) => Ok(json_response(StatusCode::OK, &resp)),
+            Err(ActionError::NotFound(m)) => Err(ApiError::new(StatusCode::NOT_FOUND, m)),
+            Err(ActionError::Refused(m)) => Err(ApiError::new(StatusCode::CONFLICT, m)),
+        },
     }
 }
 
@@ -780,8 +802,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::control::client::{Client, ClientError};
     use crate::control::protocol::{
-        DaemonStatus, ReloadResponse, SkillState, SkillStatus, StatusResponse, SyncResponse,
-        TargetState, TargetStatus, UnmanagedSkill,
+        DaemonStatus, HoldResponse, ReloadResponse, SkillState, SkillStatus, StatusResponse,
+        SyncResponse, TargetState, TargetStatus, UnmanagedSkill,
     };
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -812,6 +834,7 @@ pub(crate) mod tests {
                 state: TargetState::InSync,
                 error: None,
             }],
+            held: None,
         }
     }
 
@@ -870,6 +893,25 @@ pub(crate) mod tests {
                 removed: vec![],
                 changed: vec!["hello-world".into()],
             }
+        }
+
+        async fn hold(
+            &self,
+            name: String,
+            action: HoldAction,
+        ) -> Result<HoldResponse, ActionError> {
+            let skill = self
+                .skill(&name)
+                .ok_or_else(|| ActionError::NotFound(format!("no skill named {name:?}")))?;
+            if action == HoldAction::Rollback {
+                return Err(ActionError::Refused(format!(
+                    "{name} has no earlier generation"
+                )));
+            }
+            Ok(HoldResponse {
+                message: format!("{name}: {}", action.as_str()),
+                skill,
+            })
         }
     }
 

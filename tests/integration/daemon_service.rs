@@ -652,3 +652,80 @@ fn a_socket_left_by_a_crash_is_replaced_and_a_live_one_is_not() {
     assert!(text(&out).contains("already listening"), "{}", text(&out));
     assert!(s.ctl(&["status"]).status.success());
 }
+
+#[test]
+fn rollback_works_offline_and_holds_until_resume_and_holds_survive_restarts() {
+    let s = Service::new();
+    let v1 = skill("hello", "1.0.0").build();
+    s.publisher.push(&v1);
+    s.env.write_config(&s.config_text(&["hello"]));
+    let daemon = s.start();
+    s.wait_in_sync("hello", "1.0.0");
+    let v2 = skill("hello", "1.1.0").build();
+    s.publisher.push(&v2);
+    assert!(s.ctl(&["sync", "hello", "--wait"]).status.success());
+    assert_eq!(s.env.read_skill("claude", "hello"), v2.files);
+
+    // The registry is gone: rollback needs nothing from it.
+    let down = s.proxy.fail(Match::any(), 503);
+    s.proxy.reset();
+    let out = s.ctl(&["rollback", "hello"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("rolled back to 1.0.0"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.env.read_skill("claude", "hello"), v1.files);
+    assert_eq!(
+        s.proxy.counts().total(),
+        0,
+        "{}",
+        s.proxy.counts().summary()
+    );
+    let st = s.skill_status("hello");
+    assert_eq!(st["state"], "in_sync", "{st}");
+    assert!(st["held"].as_str().unwrap().contains("1.0.0"), "{st}");
+    let table = text(&s.ctl(&["status"]));
+    assert!(table.contains("held"), "{table}");
+    // Held: a pass keeps 1.0.0 and asks the registry nothing.
+    assert!(s.ctl(&["sync", "hello", "--wait"]).status.success());
+    assert_eq!(s.env.read_skill("claude", "hello"), v1.files);
+    assert_eq!(
+        s.proxy.counts().total(),
+        0,
+        "{}",
+        s.proxy.counts().summary()
+    );
+    s.proxy.remove(down);
+
+    // Resume: back to what the channel says.
+    let out = s.ctl(&["resume", "hello"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.env.read_skill("claude", "hello"), v2.files);
+    assert!(s.skill_status("hello")["held"].is_null());
+
+    // Hold at 1.1.0: a newer version is not taken, even after a restart.
+    assert!(s.ctl(&["hold", "hello"]).status.success());
+    let v3 = skill("hello", "1.2.0").build();
+    s.publisher.push(&v3);
+    assert!(s.ctl(&["sync", "hello", "--wait"]).status.success());
+    assert_eq!(s.env.read_skill("claude", "hello"), v2.files);
+    signal(&daemon, "TERM");
+    let mut daemon = daemon;
+    assert_eq!(wait_exit(&mut daemon).code(), Some(0));
+    let _daemon = s.start();
+    assert!(s.ctl(&["sync", "hello", "--wait"]).status.success());
+    assert_eq!(s.env.read_skill("claude", "hello"), v2.files);
+    assert!(s.skill_status("hello")["held"]
+        .as_str()
+        .unwrap()
+        .contains("held at 1.1.0"));
+    assert!(s.ctl(&["resume", "hello"]).status.success());
+    assert_eq!(s.env.read_skill("claude", "hello"), v3.files);
+
+    // Nothing to roll back to for an unknown skill; a clear refusal.
+    let out = s.ctl(&["rollback", "nope"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nope"), "{}", text(&out));
+}
