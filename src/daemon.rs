@@ -19,7 +19,7 @@
 //! notifications. It takes its shutdown signal from the caller, as
 //! mini-redis does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex, RwLock, Weak};
@@ -31,8 +31,8 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, Selector, Skill};
 use crate::control::protocol::{
-    self, DaemonStatus, HoldAction, HoldResponse, ReloadResponse, SkillStatus, StatusResponse,
-    SyncResponse, TargetStatus, UnmanagedSkill,
+    self, DaemonStatus, Event, EventKind, EventsResponse, HoldAction, HoldResponse, ReloadResponse,
+    SkillStatus, StatusResponse, SyncResponse, TargetStatus, UnmanagedSkill,
 };
 use crate::control::{server, ActionError, Controller};
 use crate::error::Result;
@@ -45,6 +45,29 @@ use crate::state::State;
 pub const CONCURRENCY: usize = 8;
 /// How long passes under way may take to finish after a shutdown request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How many recent events status keeps.
+pub const EVENTS_KEPT: usize = 256;
+/// The file in the state dir that keeps them across restarts.
+pub const EVENTS_FILE: &str = "events.json";
+
+/// Reads the kept events; a missing or unreadable file is an empty list
+/// (events are a convenience, never a reason not to start).
+fn load_events(path: &std::path::Path) -> VecDeque<Event> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return VecDeque::new();
+    };
+    match serde_json::from_slice::<Vec<Event>>(&bytes) {
+        Ok(mut events) => {
+            let excess = events.len().saturating_sub(EVENTS_KEPT);
+            events.drain(..excess);
+            events.into()
+        }
+        Err(e) => {
+            tracing::warn!("ignoring {}: {e}", path.display());
+            VecDeque::new()
+        }
+    }
+}
 /// First retry delay after a failed pass; doubles up to the poll interval.
 pub const RETRY_MIN: Duration = Duration::from_secs(15);
 
@@ -169,6 +192,10 @@ pub struct Daemon {
     state_dir: PathBuf,
     cache_dir: PathBuf,
     notifier: Arc<Notifier>,
+    /// The most recent events, oldest first, at most [`EVENTS_KEPT`].
+    events: StdMutex<VecDeque<Event>>,
+    /// Where they are kept across restarts.
+    events_path: PathBuf,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -202,10 +229,13 @@ impl Daemon {
             limit: Arc::new(Semaphore::new(CONCURRENCY)),
             tasks: StdMutex::new(JoinSet::new()),
             reloading: tokio::sync::Mutex::new(()),
-            state_dir: dirs.state_dir,
+            state_dir: dirs.state_dir.clone(),
             cache_dir: dirs.cache_dir,
             notifier,
+            events: StdMutex::new(VecDeque::new()),
+            events_path: dirs.state_dir.join(EVENTS_FILE),
         });
+        *lock(&daemon.events) = load_events(&daemon.events_path);
         let engine = daemon.engine();
         let state = engine.state().await;
         daemon.refresh_unmanaged(&engine, &state);
@@ -275,6 +305,7 @@ impl Daemon {
             changes: Vec::new(),
             downloaded: 0,
             held: prev.and_then(|p| p.hold.as_ref()).map(|h| h.describe()),
+            events: Vec::new(),
         }
     }
 
@@ -347,6 +378,31 @@ impl Daemon {
             let now = SystemTime::now();
             {
                 let mut view = lock(&shared.view);
+                let mut events = report.events.clone();
+                // A conflict is an event when it appears, not on every poll.
+                for t in report
+                    .targets
+                    .iter()
+                    .filter(|t| t.state == TargetSync::Conflict)
+                {
+                    let was = view.report.as_ref().is_some_and(|r| {
+                        r.targets
+                            .iter()
+                            .any(|p| p.name == t.name && p.state == TargetSync::Conflict)
+                    }) && view.checked;
+                    if !was {
+                        events.push(Event {
+                            at: rfc3339(now),
+                            skill: skill.name.clone(),
+                            kind: EventKind::Conflict,
+                            target: Some(t.name.clone()),
+                            version: report.version.clone(),
+                            digest: report.digest.as_ref().map(|d| d.to_string()),
+                            message: t.error.clone().unwrap_or_default(),
+                        });
+                    }
+                }
+                self.push_events(events);
                 view.running = false;
                 view.done += 1;
                 view.report = Some(report);
@@ -361,6 +417,27 @@ impl Daemon {
                 _ = shared.trigger.notified() => {}
                 _ = stop.changed() => break,
             }
+        }
+    }
+
+    fn push_events(&self, new: Vec<Event>) {
+        if new.is_empty() {
+            return;
+        }
+        let mut events = lock(&self.events);
+        for e in new {
+            if events.len() == EVENTS_KEPT {
+                events.pop_front();
+            }
+            events.push_back(e);
+        }
+        let result = serde_json::to_vec(&*events)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                crate::state::write_atomic(&self.events_path, &bytes).map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            tracing::warn!("keeping events in {}: {e}", self.events_path.display());
         }
     }
 
@@ -690,6 +767,11 @@ impl Controller for Daemon {
         }
         .map_err(|e| ActionError::Refused(e.to_string()))?;
         tracing::info!(skill = %name, "{message}");
+        let kind = match action {
+            HoldAction::Hold => EventKind::Hold,
+            HoldAction::Rollback => EventKind::Rollback,
+            HoldAction::Resume => EventKind::Resume,
+        };
         // Apply it now: a rollback reinstalls, a resume re-resolves, and
         // status shows the hold.
         let synced = self
@@ -699,7 +781,22 @@ impl Controller for Daemon {
         let skill = synced.skills.into_iter().next().ok_or_else(|| {
             ActionError::NotFound(format!("no skill named {name:?} is configured"))
         })?;
+        self.push_events(vec![Event {
+            at: rfc3339(SystemTime::now()),
+            skill: name.clone(),
+            kind,
+            target: None,
+            version: skill.version.clone(),
+            digest: skill.digest.clone(),
+            message: message.clone(),
+        }]);
         Ok(HoldResponse { message, skill })
+    }
+
+    fn events(&self) -> EventsResponse {
+        EventsResponse {
+            events: lock(&self.events).iter().cloned().collect(),
+        }
     }
 }
 

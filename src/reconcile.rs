@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 use crate::cache::{Cache, Fetched};
 use crate::channel::{self, Lookup, SelectError, Status, VersionTag};
 use crate::config::{Config, Selector, Skill};
+use crate::control::protocol::{Event, EventKind};
 use crate::error::{Error, Result};
 use crate::install;
 use crate::manifest::{self, Parsed, SkillManifest};
@@ -101,6 +102,30 @@ pub struct SkillReport {
     pub downloaded: u64,
     /// Set while the skill is held or rolled back (`held at 1.0.0 since …`).
     pub held: Option<String>,
+    /// What this pass did, typed (the same as `changes`).
+    pub events: Vec<Event>,
+}
+
+impl SkillReport {
+    /// Records one thing this pass did, as a line for people and an event.
+    fn record(
+        &mut self,
+        kind: EventKind,
+        target: Option<&str>,
+        known: &Installed,
+        message: String,
+    ) {
+        self.events.push(Event {
+            at: now_rfc3339(),
+            skill: self.name.clone(),
+            kind,
+            target: target.map(str::to_string),
+            version: known.version.clone(),
+            digest: Some(known.manifest_digest.to_string()),
+            message: message.clone(),
+        });
+        self.changes.push(message);
+    }
 }
 
 /// What a target needs, decided from the state file and the disk.
@@ -550,6 +575,7 @@ impl Engine {
             changes: Vec::new(),
             downloaded: 0,
             held: None,
+            events: Vec::new(),
         };
         let prev = self.state.lock().await.skills.get(&skill.name).cloned();
         if let Some(hold) = prev.as_ref().and_then(|p| p.hold.clone()) {
@@ -654,9 +680,12 @@ impl Engine {
                 .map(|c| c.status)
                 != Some(Status::Deprecated)
         {
-            report.changes.push(format!(
-                "{label} is deprecated; kept installed (no newer version qualifies)"
-            ));
+            report.record(
+                EventKind::Deprecated,
+                None,
+                known,
+                format!("{label} is deprecated; kept installed (no newer version qualifies)"),
+            );
         }
 
         // Step 2: plan every target.
@@ -730,10 +759,15 @@ impl Engine {
                             i.status = known.status;
                             i.version = known.version.clone();
                             if was != known.status {
-                                report.changes.push(format!(
-                                    "{label} in {}: status {was} -> {} (same content, nothing downloaded)",
-                                    target.name, known.status
-                                ));
+                                report.record(
+                                    EventKind::StatusChange,
+                                    Some(&target.name),
+                                    known,
+                                    format!(
+                                        "{label} in {}: status {was} -> {} (same content, nothing downloaded)",
+                                        target.name, known.status
+                                    ),
+                                );
                             }
                         }
                     }
@@ -782,6 +816,30 @@ impl Engine {
                                 installed_at: now_rfc3339(),
                                 ..known.clone()
                             });
+                            let (kind, message) = match &replaced {
+                                Some(old) => (
+                                    EventKind::Update,
+                                    format!(
+                                        "updated {} {} -> {} ({} -> {}) in {} ({})",
+                                        skill.name,
+                                        old.version.as_deref().unwrap_or("?"),
+                                        known.version.as_deref().unwrap_or("?"),
+                                        old.manifest_digest.short(),
+                                        known.manifest_digest.short(),
+                                        target.name,
+                                        path.display()
+                                    ),
+                                ),
+                                None => (
+                                    EventKind::Install,
+                                    format!(
+                                        "installed {label} ({}) into {} ({})",
+                                        known.manifest_digest.short(),
+                                        target.name,
+                                        path.display()
+                                    ),
+                                ),
+                            };
                             if let Some(old) =
                                 replaced.filter(|o| o.layer_digest != known.layer_digest)
                             {
@@ -790,12 +848,7 @@ impl Engine {
                                 skill_state.remember(old, keep);
                             }
                             state_changed = true;
-                            report.changes.push(format!(
-                                "installed {label} ({}) into {} ({})",
-                                known.manifest_digest.short(),
-                                target.name,
-                                path.display()
-                            ));
+                            report.record(kind, Some(&target.name), known, message);
                         }
                         Err(e) => {
                             if let Some(entry) = skill_state.targets.get_mut(&target.name) {

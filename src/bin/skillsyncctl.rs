@@ -21,7 +21,8 @@ use clap_complete::Shell;
 use skillsyncd::config::Config;
 use skillsyncd::control::client::{self, Client, ClientError};
 use skillsyncd::control::protocol::{
-    HoldAction, SkillState, SkillStatus, StatusResponse, TargetState, TargetStatus,
+    Event, EventKind, HoldAction, SkillState, SkillStatus, StatusResponse, TargetState,
+    TargetStatus,
 };
 use skillsyncd::paths::Paths;
 
@@ -77,6 +78,8 @@ Examples:
   skillsyncctl status
   skillsyncctl status hello-world
   skillsyncctl status --json | jq '.skills[] | select(.state != \"in_sync\")'
+  skillsyncctl status --events               # also what happened lately
+  skillsyncctl status hello-world --events   # ... to that skill
 
 Exits 1 when NAME is not configured, 3 when skillsyncd is not running.")]
     Status {
@@ -85,6 +88,10 @@ Exits 1 when NAME is not configured, 3 when skillsyncd is not running.")]
         /// Print the daemon's JSON unchanged.
         #[arg(long)]
         json: bool,
+        /// Also show the recent events: installs, updates, rollbacks,
+        /// conflicts... (with --json: the events' JSON).
+        #[arg(long)]
+        events: bool,
     },
 
     /// Check every skill (or one) now instead of at the next poll.
@@ -213,7 +220,13 @@ fn run(args: Args) -> ExitCode {
 async fn talk(args: &Args, command: &Command) -> anyhow::Result<ExitCode> {
     let client = Client::new(socket(args)?);
     match command {
-        Command::Status { name, json } => status(&client, name.as_deref(), *json).await,
+        Command::Status { name, json, events } => {
+            if *events {
+                status_events(&client, name.as_deref(), *json).await
+            } else {
+                status(&client, name.as_deref(), *json).await
+            }
+        }
         Command::Sync { name, wait } => sync(&client, name.as_deref(), *wait).await,
         Command::Reload => reload(&client).await,
         Command::Hold { name } => hold(&client, name, HoldAction::Hold).await,
@@ -289,6 +302,55 @@ async fn status(client: &Client, name: Option<&str>, json: bool) -> anyhow::Resu
         print_out("\n");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `skillsyncctl status [NAME] --events`: status, then the recent events
+/// (of NAME only, when given).
+async fn status_events(
+    client: &Client,
+    name: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut events = client.events().await?.events;
+    if let Some(n) = name {
+        events.retain(|e| e.skill == n);
+    }
+    if json {
+        print_out(&format!("{}\n", serde_json::to_string_pretty(&events)?));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = status(client, name, false).await?;
+    let style = Style::detect();
+    print_out(&render_events(&events, SystemTime::now(), &style));
+    Ok(code)
+}
+
+/// The recent events, newest last: `2m ago  hello-world  update  claude  message`.
+fn render_events(events: &[Event], now: SystemTime, style: &Style) -> String {
+    let mut out = String::from("\nRECENT EVENTS\n");
+    if events.is_empty() {
+        out.push_str("  (none since the daemon started)\n");
+        return out;
+    }
+    for e in events {
+        let kind = serde_json::to_value(e.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let color = match e.kind {
+            EventKind::Conflict | EventKind::Deprecated => Color::Yellow,
+            EventKind::Rollback | EventKind::Prune => Color::Cyan,
+            _ => Color::None,
+        };
+        let _ = writeln!(
+            out,
+            "  {:<9} {:<13} {}",
+            when(&e.at, now),
+            style.paint(&kind, color),
+            e.message
+        );
+    }
+    out
 }
 
 /// `skillsyncctl sync [NAME] [--wait]`.
@@ -1180,6 +1242,10 @@ mod tests {
                 removed: vec![],
                 changed: vec![],
             }
+        }
+
+        fn events(&self) -> skillsyncd::control::protocol::EventsResponse {
+            skillsyncd::control::protocol::EventsResponse { events: Vec::new() }
         }
 
         async fn hold(

@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use super::protocol::{
-    ErrorBody, HoldAction, HoldResponse, ReloadResponse, SkillStatus, StatusResponse, SyncResponse,
-    API_PREFIX,
+    ErrorBody, EventsResponse, HoldAction, HoldResponse, ReloadResponse, SkillStatus,
+    StatusResponse, SyncResponse, API_PREFIX,
 };
 use crate::paths::{expand_tilde, Paths, ENV_RUNTIME_DIR};
 
@@ -230,6 +230,12 @@ impl Client {
     /// `POST /v1/reload`.
     pub async fn reload(&self) -> Result<ReloadResponse, ClientError> {
         self.call(Method::POST, &format!("{API_PREFIX}/reload"), self.timeout)
+            .await
+    }
+
+    /// `GET /v1/events`.
+    pub async fn events(&self) -> Result<EventsResponse, ClientError> {
+        self.call(Method::GET, &format!("{API_PREFIX}/events"), self.timeout)
             .await
     }
 

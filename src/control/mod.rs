@@ -14,7 +14,8 @@ pub mod server;
 use std::future::Future;
 
 use protocol::{
-    HoldAction, HoldResponse, ReloadResponse, SkillStatus, StatusResponse, SyncResponse,
+    EventsResponse, HoldAction, HoldResponse, ReloadResponse, SkillStatus, StatusResponse,
+    SyncResponse,
 };
 
 /// What the server asks of the daemon. Implemented by the scheduler.
@@ -23,6 +24,8 @@ pub trait Controller: Send + Sync + 'static {
     fn status(&self) -> StatusResponse;
     /// One skill, if configured.
     fn skill(&self, name: &str) -> Option<SkillStatus>;
+    /// The recent events, oldest first.
+    fn events(&self) -> EventsResponse;
     /// Requests a pass of one skill (`Some`) or all (`None`); with `wait`,
     /// resolves once every requested pass that started after the request
     /// has finished. `Err` names an unknown skill.

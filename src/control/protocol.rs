@@ -9,6 +9,7 @@
 //! | `POST /v1/sync[?wait=true]` | | [`SyncResponse`] for every skill |
 //! | `POST /v1/skills/NAME/sync[?wait=true]` | | [`SyncResponse`] for one |
 //! | `POST /v1/reload` | | [`ReloadResponse`] |
+//! | `GET /v1/events` | | [`EventsResponse`]: the recent events, oldest first |
 //! | `POST /v1/skills/NAME/hold` | | [`HoldResponse`]: frozen at its version |
 //! | `POST /v1/skills/NAME/rollback` | | [`HoldResponse`]: previous generation, held |
 //! | `POST /v1/skills/NAME/resume` | | [`HoldResponse`]: follows the config again |
@@ -203,4 +204,54 @@ pub struct HoldResponse {
     pub message: String,
     /// The skill afterwards (after the pass a rollback or resume runs).
     pub skill: SkillStatus,
+}
+
+/// What happened to a skill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// First install into a target.
+    Install,
+    /// Another version replaced the installed one in a target.
+    Update,
+    /// Same content, new manifest (a promotion): recorded, nothing touched.
+    StatusChange,
+    /// The installed version was deprecated.
+    Deprecated,
+    /// A folder skillsyncd did not install is in the way.
+    Conflict,
+    /// Held at the installed version.
+    Hold,
+    /// Rolled back to the previous generation.
+    Rollback,
+    /// A hold was lifted.
+    Resume,
+    /// A skill or target no longer configured was uninstalled.
+    Prune,
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The skill.
+    pub skill: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// The target, when it concerns one.
+    pub target: Option<String>,
+    /// The version concerned.
+    pub version: Option<String>,
+    /// Its manifest digest.
+    pub digest: Option<String>,
+    /// For people.
+    pub message: String,
+}
+
+/// `GET /v1/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsResponse {
+    /// The most recent events (a bounded list), oldest first.
+    pub events: Vec<Event>,
 }

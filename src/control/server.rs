@@ -520,6 +520,8 @@ enum Route {
     Status,
     /// `GET /v1/skills/NAME`.
     Skill(String),
+    /// `GET /v1/events`.
+    Events,
     /// `POST /v1/sync` (`None`) or `POST /v1/skills/NAME/sync`.
     Sync { name: Option<String>, wait: bool },
     /// `POST /v1/reload`.
@@ -573,6 +575,7 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, ApiE
     let segments: Vec<&str> = rest.split('/').collect();
     let (allowed, route) = match segments.as_slice() {
         ["status"] => (Method::GET, Route::Status),
+        ["events"] => (Method::GET, Route::Events),
         ["skills", name] if !name.is_empty() => (Method::GET, Route::Skill(name.to_string())),
         ["sync"] => (
             Method::POST,
@@ -729,6 +732,7 @@ async fn answer<C: Controller>(
 
     match route {
         Route::Status => Ok(json_response(StatusCode::OK, &controller.status())),
+        Route::Events => Ok(json_response(StatusCode::OK, &controller.events())),
         Route::Skill(name) => match controller.skill(&name) {
             Some(skill) => Ok(json_response(StatusCode::OK, &skill)),
             None => Err(ApiError::new(
@@ -866,6 +870,10 @@ pub(crate) mod tests {
 
         fn skill(&self, name: &str) -> Option<SkillStatus> {
             status().skills.into_iter().find(|s| s.name == name)
+        }
+
+        fn events(&self) -> crate::control::protocol::EventsResponse {
+            crate::control::protocol::EventsResponse { events: Vec::new() }
         }
 
         async fn sync(&self, name: Option<String>, wait: bool) -> Result<SyncResponse, String> {

@@ -724,8 +724,53 @@ fn rollback_works_offline_and_holds_until_resume_and_holds_survive_restarts() {
     assert!(s.ctl(&["resume", "hello"]).status.success());
     assert_eq!(s.env.read_skill("claude", "hello"), v3.files);
 
+    // Each step is an event.
+    let out = s.ctl(&["status", "hello", "--events", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let events: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["update", "rollback", "resume", "hold"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let table = text(&s.ctl(&["status", "--events"]));
+    assert!(
+        table.contains("RECENT EVENTS") && table.contains("rollback"),
+        "{table}"
+    );
+
     // Nothing to roll back to for an unknown skill; a clear refusal.
     let out = s.ctl(&["rollback", "nope"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("nope"), "{}", text(&out));
+}
+
+#[test]
+fn a_conflict_is_one_event_however_often_it_is_seen() {
+    let s = Service::new();
+    s.publisher.push(&skill("hello", "1.0.0").build());
+    let mine = s.env.skill_dir("claude", "hello");
+    crate::support::write_file(&mine.join("SKILL.md"), b"mine");
+    s.env.write_config(&s.config_text(&["hello"]));
+    let _daemon = s.start();
+    for _ in 0..3 {
+        let _ = s.ctl(&["sync", "hello", "--wait"]);
+    }
+    let st = s.skill_status("hello");
+    assert_eq!(st["state"], "conflict", "{st}");
+    assert_eq!(st["targets"][0]["state"], "conflict", "{st}");
+    let out = s.ctl(&["status", "--events", "--json"]);
+    let events: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let conflicts = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "conflict")
+        .count();
+    assert_eq!(conflicts, 1, "{events}");
+    assert_eq!(std::fs::read(mine.join("SKILL.md")).unwrap(), b"mine");
 }

@@ -229,7 +229,7 @@ fn a_new_version_replaces_the_old_in_every_target() {
     let out = w.once();
     assert_eq!(code(&out), 0);
     assert!(
-        stdout(&out).contains("installed hello 1.1.0"),
+        stdout(&out).contains("updated hello 1.0.0 -> 1.1.0"),
         "{}",
         stdout(&out)
     );
