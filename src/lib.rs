@@ -23,6 +23,9 @@
 //! - [`unpack`]: hostile-archive rules; a layer unpacked into a staging dir.
 //! - [`install`]: the atomic swap of a staged tree into `<target>/<name>`,
 //!   and crash recovery.
+//! - [`provenance`]: `provenance.source`/`commit` written into the installed
+//!   copy's `skill.yaml` as `skillctl install` does, so `skillctl list
+//!   --installed` and `skillctl upgrade` see what skillsyncd installed.
 //! - [`state`]: what is installed where, written atomically.
 //! - [`reconcile`]: one pass for one skill: resolve, fetch, unpack, install,
 //!   record.
@@ -50,6 +53,7 @@ pub mod lock;
 pub mod logging;
 pub mod manifest;
 pub mod paths;
+pub mod provenance;
 pub mod reconcile;
 pub mod reference;
 pub mod service;
