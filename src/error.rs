@@ -32,6 +32,11 @@ pub enum Error {
     #[error(transparent)]
     Unpack(#[from] crate::unpack::UnpackError),
 
+    /// The layer's `skill.yaml` could not be given its provenance (it is
+    /// not a valid SkillCard).
+    #[error("skill.yaml: {0}")]
+    Provenance(#[from] crate::provenance::ProvenanceError),
+
     /// The registry or layout could not be read.
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),

@@ -29,6 +29,7 @@ use crate::control::protocol::{Event, EventKind};
 use crate::error::{Error, Result};
 use crate::install;
 use crate::manifest::{self, Parsed, SkillManifest};
+use crate::provenance::{self, Provenance};
 use crate::reference::{Digest, ImageRef};
 use crate::source::{Source, Sources};
 use crate::state::{Hold, HoldReason, Installed, SkillState, State, TargetState};
@@ -169,6 +170,18 @@ pub fn plan_target(
         None if present => TargetPlan::Conflict,
         None => TargetPlan::Install,
     }
+}
+
+/// A verified layer ready to be unpacked, and what to record in the
+/// installed copy.
+#[derive(Debug, Clone)]
+struct Staged {
+    /// The cached layer blob.
+    blob: PathBuf,
+    /// Written into the installed `skill.yaml`.
+    provenance: Provenance,
+    /// The manifest's annotations (for a SkillCard made from scratch).
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// What resolution chose.
@@ -736,7 +749,17 @@ impl Engine {
             if let Fetched::Downloaded(n) = fetched {
                 report.downloaded += n;
             }
-            layer_blob = Some(self.cache.blob_path(&manifest.layer.digest));
+            layer_blob = Some(Staged {
+                blob: self.cache.blob_path(&manifest.layer.digest),
+                provenance: Provenance {
+                    source: match &known.version {
+                        Some(v) => format!("{}:{v}", skill.image),
+                        None => format!("{}@{}", skill.image, known.manifest_digest),
+                    },
+                    commit: known.manifest_digest.to_string(),
+                },
+                annotations: manifest.annotations.clone(),
+            });
         }
 
         // Steps 4 and 5, target by target.
@@ -859,7 +882,10 @@ impl Engine {
                             }
                             state_changed = true;
                             let msg = e.to_string();
-                            archive_rejected = matches!(e, Error::Unpack(_) | Error::Format { .. });
+                            archive_rejected = matches!(
+                                e,
+                                Error::Unpack(_) | Error::Format { .. } | Error::Provenance(_)
+                            );
                             tr.state = TargetSync::Error;
                             tr.error = Some(msg.clone());
                             first_error.get_or_insert(msg);
@@ -896,16 +922,16 @@ impl Engine {
     /// Unpacks the cached layer into a staging dir beside the skill and swaps
     /// it in. On any failure the staging dir is removed and nothing else has
     /// changed.
-    async fn install_one(&self, blob: &Path, target_dir: &Path, name: &str) -> Result<()> {
-        let blob = blob.to_path_buf();
+    async fn install_one(&self, staged: &Staged, target_dir: &Path, name: &str) -> Result<()> {
+        let staged = staged.clone();
         let target_dir = target_dir.to_path_buf();
         let name = name.to_string();
         let limits = self.limits.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let staging = install::prepare_staging(&target_dir, &name)?;
             let result = (|| {
-                let file =
-                    std::fs::File::open(&blob).map_err(|e| Error::io("opening", &blob, e))?;
+                let blob = &staged.blob;
+                let file = std::fs::File::open(blob).map_err(|e| Error::io("opening", blob, e))?;
                 unpack::unpack_tar_gz(std::io::BufReader::new(file), &staging, &limits)?;
                 if !staging.join("SKILL.md").is_file() {
                     return Err(Error::Format {
@@ -913,6 +939,9 @@ impl Engine {
                         reason: "the layer has no SKILL.md at its root".into(),
                     });
                 }
+                // What `skillctl install` records, so `skillctl list
+                // --installed` and `skillctl upgrade` see this copy.
+                provenance::write(&staging, &name, &staged.provenance, &staged.annotations)?;
                 install::swap_into_place(&target_dir, &name, &staging)
             })();
             if result.is_err() {

@@ -90,7 +90,11 @@ fn builds_the_skillctl_format_reproducibly() {
     }
     let skill_md = String::from_utf8(image.files["SKILL.md"].clone()).expect("UTF-8");
     assert!(skill_md.starts_with("---\nname: sample\ndescription: A sample skill.\n---\n"));
-    let card = String::from_utf8(image.files["skill.yaml"].clone()).expect("UTF-8");
+    let card = entries
+        .iter()
+        .find(|(name, ..)| name == "skill.yaml")
+        .map(|(.., data)| String::from_utf8(data.clone()).expect("UTF-8"))
+        .expect("the layer has skill.yaml");
     for line in [
         "apiVersion: skillimage.io/v1alpha1",
         "kind: SkillCard",

@@ -754,3 +754,64 @@ fn every_tag_is_seen_in_a_repository_with_hundreds() {
     let lists = w.proxy.counts().tag_lists();
     assert!((1..=2).contains(&lists), "{}", w.proxy.counts().summary());
 }
+
+#[test]
+fn provenance_is_written_as_skillctl_install_writes_it() {
+    let w = World::new();
+    let img = hello("1.2.0")
+        .tags(&["greeting", "demo"])
+        .license("Apache-2.0")
+        .build();
+    let pushed = w.publisher.push(&img);
+    // An image without a skill.yaml gets a minimal SkillCard.
+    let bare = RawTar::new()
+        .file(
+            "SKILL.md",
+            b"---\nname: bare\ndescription: No card.\n---\nHi.\n",
+        )
+        .build();
+    let bare_pushed = w.publisher.push_to(
+        "examples/bare",
+        &hello("0.1.0").raw_tar(bare).build(),
+        &["0.1.0"],
+    );
+    w.config(&format!(
+        "[skills.hello]\nimage = \"{}\"\n\n[skills.bare]\nimage = \"{}\"\n",
+        w.image("examples/hello"),
+        w.image("examples/bare")
+    ));
+    assert_eq!(code(&w.once()), 0);
+
+    let card = |skill: &str| -> yaml_serde::Value {
+        let bytes = std::fs::read(w.env.skill_dir("claude", skill).join("skill.yaml")).unwrap();
+        yaml_serde::from_slice(&bytes).unwrap()
+    };
+    let c = card("hello");
+    assert_eq!(c["apiVersion"], "skillimage.io/v1alpha1");
+    assert_eq!(c["kind"], "SkillCard");
+    assert_eq!(c["metadata"]["name"], "hello");
+    assert_eq!(c["metadata"]["version"], "1.2.0");
+    assert_eq!(c["metadata"]["license"], "Apache-2.0");
+    assert_eq!(c["metadata"]["tags"][1], "demo");
+    assert_eq!(
+        c["provenance"]["source"],
+        format!("{}:1.2.0", w.image("examples/hello")).as_str()
+    );
+    assert_eq!(c["provenance"]["commit"], pushed.manifest_digest.as_str());
+    // Every other field kept, in its order, provenance after metadata.
+    let keys: Vec<&str> = c
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["apiVersion", "kind", "metadata", "provenance"]);
+
+    let b = card("bare");
+    assert_eq!(b["kind"], "SkillCard");
+    assert_eq!(b["metadata"]["name"], "bare");
+    assert_eq!(
+        b["provenance"]["commit"],
+        bare_pushed.manifest_digest.as_str()
+    );
+}

@@ -207,9 +207,26 @@ pub fn write_file(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
+/// A `skill.yaml` as the image shipped it: skillsyncd writes provenance
+/// into the installed copy (as `skillctl install` does, re-serialising the
+/// card), so a tree is compared on the card's data without `provenance`.
+/// Bytes that are not a YAML mapping are returned as they are.
+pub fn card_without_provenance(bytes: &[u8]) -> Vec<u8> {
+    match yaml_serde::from_slice::<yaml_serde::Value>(bytes) {
+        Ok(yaml_serde::Value::Mapping(mut card)) => {
+            card.remove("provenance");
+            yaml_serde::to_string(&card)
+                .map(String::into_bytes)
+                .unwrap_or_else(|_| bytes.to_vec())
+        }
+        _ => bytes.to_vec(),
+    }
+}
+
 /// Every regular file under `dir`: `/`-separated path relative to `dir` →
 /// contents. Panics on anything but files and directories (an installed
 /// skill holds nothing else) and if `dir` does not exist.
+/// `skill.yaml` is compared without provenance ([`card_without_provenance`]).
 pub fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         let entries =
@@ -231,6 +248,11 @@ pub fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                     .to_owned();
                 let bytes =
                     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+                let bytes = if relative == "skill.yaml" {
+                    card_without_provenance(&bytes)
+                } else {
+                    bytes
+                };
                 out.insert(relative, bytes);
             } else {
                 panic!(

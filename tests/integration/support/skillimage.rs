@@ -610,6 +610,9 @@ impl SkillImage {
         for (components, contents) in &entries {
             let path = components.join("/");
             match contents {
+                Some(bytes) if path == "skill.yaml" => {
+                    files.insert(path, super::card_without_provenance(bytes));
+                }
                 Some(bytes) => {
                     files.insert(path, bytes.clone());
                 }
