@@ -24,6 +24,9 @@
 //! - [`install`]: the atomic swap of a staged tree into `<target>/<name>`,
 //!   and crash recovery.
 //! - [`state`]: what is installed where, written atomically.
+//! - [`tree`]: what an installed tree holds (per-file sha256, a tree hash)
+//!   and drift detection that reads only files whose size, mtime, ctime or
+//!   inode moved.
 //! - [`reconcile`]: one pass for one skill: resolve, fetch, unpack, install,
 //!   record.
 //! - [`control`]: the control socket (HTTP/1.1 + JSON over a Unix socket):
@@ -55,6 +58,7 @@ pub mod reference;
 pub mod service;
 pub mod source;
 pub mod state;
+pub mod tree;
 pub mod unpack;
 pub mod watch;
 
