@@ -27,6 +27,9 @@
 //!   copy's `skill.yaml` as `skillctl install` does, so `skillctl list
 //!   --installed` and `skillctl upgrade` see what skillsyncd installed.
 //! - [`state`]: what is installed where, written atomically.
+//! - [`tree`]: what an installed tree holds (per-file sha256, a tree hash)
+//!   and drift detection that reads only files whose size, mtime, ctime or
+//!   inode moved.
 //! - [`reconcile`]: one pass for one skill: resolve, fetch, unpack, install,
 //!   record.
 //! - [`control`]: the control socket (HTTP/1.1 + JSON over a Unix socket):
@@ -59,6 +62,7 @@ pub mod reference;
 pub mod service;
 pub mod source;
 pub mod state;
+pub mod tree;
 pub mod unpack;
 pub mod watch;
 

@@ -1,0 +1,1423 @@
+//! What an installed skill tree holds, and whether it still holds it.
+//!
+//! [`record`] walks a freshly installed skill folder and keeps, per file, its
+//! size, execute bit and sha256, plus a [`Stamp`] (mtime, ctime, inode) used
+//! only as a cache hint. The [`TreeRecord`] goes into the state file; its
+//! [`hash`](TreeRecord::hash) identifies the content and recognises a folder
+//! as ours.
+//!
+//! [`check`] compares a folder with its record. Every directory is listed
+//! and every entry `lstat`ed, but a file is read and hashed only when its
+//! size and execute bit still match and its stamp does not, so a pass over
+//! an untouched tree reads no file content at all. A file whose size or
+//! execute bit differ is changed without being read.
+//!
+//! # The tree hash
+//!
+//! The hash is a sha256 over a domain string, then every entry in byte order
+//! of its path: a kind byte (`d` directory, `f` file, `x` executable file),
+//! the path's length as 8 big-endian bytes, the path, and for files the 64
+//! hex digits of the content's sha256. Lengths are explicit, so no two trees
+//! share an encoding; mtimes, inodes, owners and modes other than the
+//! execute bit play no part, so the same layer unpacked twice, anywhere,
+//! hashes the same. The skill directory itself is not an entry.
+//!
+//! # What counts as drift
+//!
+//! A file's content or execute bit changed, a file or directory (empty or
+//! not) added or removed, an entry replaced by one of another kind, and any
+//! symbolic link, fifo, socket or device inside (an installed tree holds
+//! only regular files and directories). Symbolic links are never followed:
+//! every open is relative to its parent's descriptor with `O_NOFOLLOW`. A
+//! new directory is reported as one entry without looking inside; a removed
+//! or replaced directory is reported without its former contents. Modes
+//! other than the execute bit, owners and timestamps are not drift.
+//!
+//! # The fast path's limits
+//!
+//! A stamp is trusted only while it matches exactly: any write, `chmod`,
+//! rename over the file or new hard link moves the ctime or the inode, and
+//! ctime cannot be set from user space, so restoring a file's size and mtime
+//! (`touch -d`) does not hide an edit. Two cases remain, as in git's index:
+//!
+//! - **Timestamp granularity.** Kernels stamp files from a coarse clock, so
+//!   a write right after a file was stamped can leave mtime and ctime as they
+//!   were. A stamp is therefore kept only when the file's mtime and ctime are
+//!   at least two seconds older than the walk that took it; younger files get
+//!   no stamp and are hashed on the next check, which stamps them once they
+//!   have settled. In practice the first check after an install reads the
+//!   tree once more, and later checks read nothing.
+//! - **Forged metadata.** Someone who sets the system clock back, or writes
+//!   to the block device, can change content behind an unchanged stamp.
+//!   Only a full hash ([`hash_only`], or [`check`] after
+//!   [`TreeRecord::forget_stamps`]) catches that.
+//!
+//! A file whose content differs from the record keeps its recorded stamp and
+//! so is hashed again on every check until it is reinstalled; a file whose
+//! content matches but whose stamp moved (a `touch`, a `chmod` back and
+//! forth) gets a fresh stamp in the record, and [`Drift::restamped`] tells
+//! the caller to save it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, CWD};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use crate::reference::Digest;
+
+/// What an installed tree held, entry by entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeRecord {
+    /// The tree hash: a function of the paths, kinds, execute bits and
+    /// contents in `entries` (see the module documentation).
+    pub hash: Digest,
+    /// Every file and directory below the skill directory, keyed by its
+    /// path relative to it, components joined with `/`.
+    pub entries: BTreeMap<String, EntryRecord>,
+}
+
+impl TreeRecord {
+    /// Drops every file's stamp, so the next [`check`] reads and hashes the
+    /// whole tree (and stamps it afresh): a full verification.
+    pub fn forget_stamps(&mut self) {
+        for entry in self.entries.values_mut() {
+            if let EntryRecord::File { stamp, .. } = entry {
+                *stamp = None;
+            }
+        }
+    }
+
+    /// Whether [`hash`](Self::hash) is the hash of
+    /// [`entries`](Self::entries), as it is for any record this module made.
+    pub fn is_consistent(&self) -> bool {
+        hash_entries(&self.entries) == self.hash
+    }
+}
+
+/// One entry of a [`TreeRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EntryRecord {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File {
+        /// Its size in bytes.
+        size: u64,
+        /// Whether any execute bit was set.
+        executable: bool,
+        /// The sha256 of its content.
+        sha256: Digest,
+        /// How it looked on disk when its content last matched, if that
+        /// can be trusted to reveal a change (see the module documentation).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stamp: Option<Stamp>,
+    },
+}
+
+/// A file's modification time, status-change time and inode number: if all
+/// three are as they were, its content is taken to be as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    mtime_s: i64,
+    mtime_ns: u32,
+    ctime_s: i64,
+    ctime_ns: u32,
+    ino: u64,
+}
+
+/// What [`check`] found at the skill directory itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Root {
+    /// A directory, compared entry by entry.
+    #[default]
+    Dir,
+    /// Nothing there (nor, possibly, at a parent).
+    Missing,
+    /// Something other than a directory: a file, a symbolic link (even to a
+    /// directory), a socket...
+    NotADirectory,
+}
+
+/// How a folder differs from its [`TreeRecord`].
+///
+/// Paths are relative to the skill directory; directories end with `/` in
+/// `added` and `removed`. Each list is sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drift {
+    /// What is at the skill directory itself. Unless it is [`Root::Dir`],
+    /// the lists are empty.
+    pub root: Root,
+    /// Entries whose content or execute bit changed, or that were replaced
+    /// by something of another kind.
+    pub changed: Vec<String>,
+    /// Entries that were not in the record, including symbolic links,
+    /// fifos, sockets and devices. A new directory's contents are not
+    /// listed.
+    pub added: Vec<String>,
+    /// Recorded entries that are gone. The contents of a removed (or
+    /// replaced) directory are not listed.
+    pub removed: Vec<String>,
+    /// Files read and hashed.
+    pub files_hashed: u64,
+    /// Bytes read and hashed.
+    pub bytes_hashed: u64,
+    /// Files whose content matched but whose stamp was renewed in the
+    /// record: when non-zero, the record should be saved.
+    pub restamped: u64,
+}
+
+impl Drift {
+    /// Whether the folder holds exactly the recorded tree.
+    pub fn is_clean(&self) -> bool {
+        self.root == Root::Dir
+            && self.changed.is_empty()
+            && self.added.is_empty()
+            && self.removed.is_empty()
+    }
+
+    /// A one-line account for people, such as
+    /// `2 changed (SKILL.md, docs/a.md); 1 added (notes/)`. At most three
+    /// paths per list are named, each shortened past 80 characters.
+    pub fn summary(&self) -> String {
+        match self.root {
+            Root::Missing => return "the skill directory is missing".into(),
+            Root::NotADirectory => {
+                return "the skill directory was replaced by something that is not a directory"
+                    .into()
+            }
+            Root::Dir => {}
+        }
+        let mut parts = Vec::new();
+        for (what, paths) in [
+            ("changed", &self.changed),
+            ("added", &self.added),
+            ("removed", &self.removed),
+        ] {
+            if paths.is_empty() {
+                continue;
+            }
+            let mut shown: Vec<String> = paths.iter().take(3).map(|p| shorten(p)).collect();
+            if paths.len() > 3 {
+                shown.push("…".into());
+            }
+            parts.push(format!("{} {what} ({})", paths.len(), shown.join(", ")));
+        }
+        if parts.is_empty() {
+            "no changes".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+/// Walks `dir` and records every entry below it, hashing every file.
+///
+/// `ignore` names entries directly in `dir` to leave out (a marker file,
+/// say); names deeper down are never ignored. `dir` must be a directory, not
+/// a symbolic link to one. A symbolic link, fifo, socket or device inside, a
+/// name that is not UTF-8 or nesting deeper than 128 levels is an error: an
+/// installed tree holds none of these. So is any file that cannot be read;
+/// every error names the path.
+///
+/// To record an install, walk the staging directory just before swapping it
+/// in: renaming a directory leaves its files' stamps alone.
+pub fn record(dir: &Path, ignore: &[&str]) -> Result<TreeRecord> {
+    record_at(dir, ignore, now_ns())
+}
+
+/// The tree hash of `dir`, as [`record`] would compute it (and with the same
+/// errors). Reads every file.
+pub fn hash_only(dir: &Path, ignore: &[&str]) -> Result<Digest> {
+    record(dir, ignore).map(|r| r.hash)
+}
+
+/// Compares `dir` with `recorded`, reading only the files whose stamp moved.
+///
+/// `ignore` must be the list `recorded` was made with. A missing `dir`, or
+/// one that is not a directory, is reported in [`Drift::root`], not as an
+/// error. Files whose content still matches get a fresh stamp in `recorded`
+/// ([`Drift::restamped`] counts them); nothing else in it changes, so its
+/// hash stays that of the installed tree. Errors (a directory that cannot be
+/// listed, a file that cannot be read) name the path.
+pub fn check(dir: &Path, recorded: &mut TreeRecord, ignore: &[&str]) -> Result<Drift> {
+    check_at(dir, recorded, ignore, now_ns())
+}
+
+/// How much older than the walk a file's mtime and ctime must be for its
+/// stamp to be trusted: no less than the coarsest timestamps of a local
+/// filesystem (FAT's two seconds; ext4, XFS, btrfs and tmpfs tick at most
+/// every few milliseconds).
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// How deep [`record`] and [`check`] descend.
+const MAX_DEPTH: usize = 128;
+
+/// Domain separation for the tree hash; the version changes with the format.
+const HASH_DOMAIN: &[u8] = b"skillsyncd tree v1\0";
+
+fn record_at(dir: &Path, ignore: &[&str], now_ns: i128) -> Result<TreeRecord> {
+    let root = match open_root(dir)? {
+        Opened::Dir(fd) => fd,
+        Opened::Missing => {
+            return Err(Error::io(
+                "recording",
+                dir,
+                io::Error::from(io::ErrorKind::NotFound),
+            ))
+        }
+        Opened::NotADirectory => return Err(Error::io("recording", dir, not_a_directory())),
+    };
+    let mut walk = Walk::new(dir, ignore, now_ns);
+    let mut entries = BTreeMap::new();
+    walk.record_dir(root, "", 0, &mut entries)?;
+    Ok(TreeRecord {
+        hash: hash_entries(&entries),
+        entries,
+    })
+}
+
+fn check_at(dir: &Path, recorded: &mut TreeRecord, ignore: &[&str], now_ns: i128) -> Result<Drift> {
+    let root = match open_root(dir)? {
+        Opened::Dir(fd) => fd,
+        Opened::Missing => {
+            return Ok(Drift {
+                root: Root::Missing,
+                ..Drift::default()
+            })
+        }
+        Opened::NotADirectory => {
+            return Ok(Drift {
+                root: Root::NotADirectory,
+                ..Drift::default()
+            })
+        }
+    };
+    let mut walk = Walk::new(dir, ignore, now_ns);
+    let mut seen = Seen::default();
+    walk.check_dir(root, "", 0, &mut recorded.entries, &mut seen)?;
+
+    // A recorded entry not seen is gone; it is listed only if its parent was
+    // there to look in (else the parent is listed as removed or changed).
+    for (path, entry) in &recorded.entries {
+        if seen.entries.contains(path.as_str()) {
+            continue;
+        }
+        let (parent, top) = match path.rsplit_once('/') {
+            Some((parent, _)) => (parent, false),
+            None => ("", true),
+        };
+        if top && ignore.contains(&path.as_str()) {
+            continue;
+        }
+        if top || seen.descended.contains(parent) {
+            walk.drift
+                .removed
+                .push(shown(path, matches!(entry, EntryRecord::Dir)));
+        }
+    }
+    let mut drift = walk.drift;
+    drift.changed.sort();
+    drift.added.sort();
+    drift.removed.sort();
+    Ok(drift)
+}
+
+/// The tree hash of a set of entries.
+fn hash_entries(entries: &BTreeMap<String, EntryRecord>) -> Digest {
+    let mut h = Sha256::new();
+    h.update(HASH_DOMAIN);
+    for (path, entry) in entries {
+        let kind: &[u8] = match entry {
+            EntryRecord::Dir => b"d",
+            EntryRecord::File {
+                executable: true, ..
+            } => b"x",
+            EntryRecord::File { .. } => b"f",
+        };
+        h.update(kind);
+        h.update((path.len() as u64).to_be_bytes());
+        h.update(path.as_bytes());
+        if let EntryRecord::File { sha256, .. } = entry {
+            h.update(sha256.hex().as_bytes());
+        }
+    }
+    Digest::from_hasher(h)
+}
+
+/// Recorded paths met during a check.
+#[derive(Default)]
+struct Seen {
+    /// Recorded paths found on disk (as anything).
+    entries: HashSet<String>,
+    /// Recorded directories found as directories and looked into.
+    descended: HashSet<String>,
+}
+
+/// The skill directory, opened without following a link.
+enum Opened {
+    Dir(OwnedFd),
+    Missing,
+    NotADirectory,
+}
+
+fn open_root(dir: &Path) -> Result<Opened> {
+    match rustix::fs::openat(CWD, dir, dir_flags(), Mode::empty()) {
+        Ok(fd) => Ok(Opened::Dir(fd)),
+        Err(Errno::NOENT) => Ok(Opened::Missing),
+        // A symbolic link (`O_NOFOLLOW`), or not a directory; but ENOTDIR
+        // also means a parent component is a file.
+        Err(Errno::LOOP) | Err(Errno::MLINK) => Ok(Opened::NotADirectory),
+        Err(Errno::NOTDIR) => match rustix::fs::statat(CWD, dir, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(Opened::NotADirectory),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(Opened::Missing),
+            Err(e) => Err(Error::io("examining", dir, e.into())),
+        },
+        Err(e) => Err(Error::io("opening", dir, e.into())),
+    }
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+fn file_flags() -> OFlags {
+    // NONBLOCK: should a fifo take the file's place between the `lstat` and
+    // the open, the open must not wait for a writer.
+    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC
+}
+
+fn not_a_directory() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "not a directory")
+}
+
+/// What reading one file gave.
+enum Contents {
+    /// The file was read to the end.
+    Hashed {
+        sha256: Digest,
+        size: u64,
+        executable: bool,
+        /// The stamp, if the file did not change while being read and has
+        /// settled.
+        stamp: Option<Stamp>,
+    },
+    /// The name no longer exists.
+    Gone,
+    /// The name is no longer a regular file.
+    NotAFile,
+}
+
+/// One walk over a tree.
+struct Walk<'a> {
+    root: &'a Path,
+    ignore: &'a [&'a str],
+    now_ns: i128,
+    buf: Vec<u8>,
+    drift: Drift,
+}
+
+impl<'a> Walk<'a> {
+    fn new(root: &'a Path, ignore: &'a [&'a str], now_ns: i128) -> Self {
+        Walk {
+            root,
+            ignore,
+            now_ns,
+            buf: vec![0; 64 * 1024],
+            drift: Drift::default(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.root.to_path_buf()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    /// The names in a directory (but `.` and `..`), sorted, minus the
+    /// ignored ones at the top. Takes ownership of the descriptor and hands
+    /// it back for the `*at` calls that follow.
+    fn list(&self, fd: OwnedFd, rel: &str) -> Result<(Dir, Vec<Vec<u8>>)> {
+        let mut dir = Dir::new(fd).map_err(|e| Error::io("listing", self.path(rel), e.into()))?;
+        let mut names = Vec::new();
+        for entry in &mut dir {
+            let entry = entry.map_err(|e| Error::io("listing", self.path(rel), e.into()))?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if rel.is_empty() && self.ignore.iter().any(|i| i.as_bytes() == name) {
+                continue;
+            }
+            names.push(name.to_vec());
+        }
+        names.sort();
+        Ok((dir, names))
+    }
+
+    fn record_dir(
+        &mut self,
+        fd: OwnedFd,
+        rel: &str,
+        depth: usize,
+        entries: &mut BTreeMap<String, EntryRecord>,
+    ) -> Result<()> {
+        if depth >= MAX_DEPTH {
+            return Err(Error::io(
+                "recording",
+                self.path(rel),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("nested deeper than {MAX_DEPTH} levels"),
+                ),
+            ));
+        }
+        let (dir, names) = self.list(fd, rel)?;
+        let dir_fd = dir
+            .fd()
+            .map_err(|e| Error::io("listing", self.path(rel), e.into()))?;
+        for raw in names {
+            let Ok(name) = std::str::from_utf8(&raw) else {
+                let lossy = String::from_utf8_lossy(&raw).into_owned();
+                return Err(Error::io(
+                    "recording",
+                    self.path(&join(rel, &lossy)),
+                    io::Error::new(io::ErrorKind::InvalidData, "name is not valid UTF-8"),
+                ));
+            };
+            let child = join(rel, name);
+            let st = match rustix::fs::statat(dir_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(Error::io("examining", self.path(&child), e.into())),
+            };
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => {
+                    let sub = self.open_dir(dir_fd, name, &child)?;
+                    entries.insert(child.clone(), EntryRecord::Dir);
+                    self.record_dir(sub, &child, depth + 1, entries)?;
+                }
+                FileType::RegularFile => match self.read_file(dir_fd, name, &child)? {
+                    Contents::Hashed {
+                        sha256,
+                        size,
+                        executable,
+                        stamp,
+                    } => {
+                        entries.insert(
+                            child,
+                            EntryRecord::File {
+                                size,
+                                executable,
+                                sha256,
+                                stamp,
+                            },
+                        );
+                    }
+                    Contents::Gone => {}
+                    Contents::NotAFile => {
+                        return Err(Error::io("recording", self.path(&child), not_a_file()))
+                    }
+                },
+                _ => return Err(Error::io("recording", self.path(&child), not_a_file())),
+            }
+        }
+        Ok(())
+    }
+
+    fn check_dir(
+        &mut self,
+        fd: OwnedFd,
+        rel: &str,
+        depth: usize,
+        entries: &mut BTreeMap<String, EntryRecord>,
+        seen: &mut Seen,
+    ) -> Result<()> {
+        if depth >= MAX_DEPTH {
+            return Err(Error::io(
+                "checking",
+                self.path(rel),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("nested deeper than {MAX_DEPTH} levels"),
+                ),
+            ));
+        }
+        let (dir, names) = self.list(fd, rel)?;
+        let dir_fd = dir
+            .fd()
+            .map_err(|e| Error::io("listing", self.path(rel), e.into()))?;
+        for raw in names {
+            // A name that is not UTF-8 cannot be in the record.
+            let Ok(name) = std::str::from_utf8(&raw) else {
+                let lossy = String::from_utf8_lossy(&raw).into_owned();
+                self.drift.added.push(join(rel, &lossy));
+                continue;
+            };
+            let child = join(rel, name);
+            let st = match rustix::fs::statat(dir_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(Error::io("examining", self.path(&child), e.into())),
+            };
+            let kind = FileType::from_raw_mode(st.st_mode);
+            let Some(entry) = entries.get_mut(&child) else {
+                self.drift
+                    .added
+                    .push(shown(&child, kind == FileType::Directory));
+                continue;
+            };
+            match (entry, kind) {
+                (EntryRecord::Dir, FileType::Directory) => {
+                    seen.entries.insert(child.clone());
+                    match rustix::fs::openat(dir_fd, name, dir_flags(), Mode::empty()) {
+                        Ok(sub) => {
+                            seen.descended.insert(child.clone());
+                            self.check_dir(sub, &child, depth + 1, entries, seen)?;
+                        }
+                        Err(Errno::NOENT) => {
+                            seen.entries.remove(&child);
+                        }
+                        Err(Errno::NOTDIR) | Err(Errno::LOOP) | Err(Errno::MLINK) => {
+                            self.drift.changed.push(child);
+                        }
+                        Err(e) => return Err(Error::io("opening", self.path(&child), e.into())),
+                    }
+                }
+                (
+                    EntryRecord::File {
+                        size,
+                        executable,
+                        sha256,
+                        stamp,
+                    },
+                    FileType::RegularFile,
+                ) => {
+                    if to_u64(st.st_size) != *size || is_exec(st.st_mode) != *executable {
+                        seen.entries.insert(child.clone());
+                        self.drift.changed.push(child);
+                        continue;
+                    }
+                    if stamp.is_some() && *stamp == Some(Stamp::of(&st)) {
+                        seen.entries.insert(child);
+                        continue;
+                    }
+                    let (size, executable, sha256) = (*size, *executable, sha256.clone());
+                    match self.read_file(dir_fd, name, &child)? {
+                        Contents::Hashed {
+                            sha256: now_sha,
+                            size: now_size,
+                            executable: now_exec,
+                            stamp: now_stamp,
+                        } => {
+                            seen.entries.insert(child.clone());
+                            if now_sha == sha256 && now_size == size && now_exec == executable {
+                                if let Some(EntryRecord::File { stamp, .. }) =
+                                    entries.get_mut(&child)
+                                {
+                                    if *stamp != now_stamp {
+                                        *stamp = now_stamp;
+                                        self.drift.restamped += 1;
+                                    }
+                                }
+                            } else {
+                                self.drift.changed.push(child);
+                            }
+                        }
+                        Contents::Gone => {}
+                        Contents::NotAFile => {
+                            seen.entries.insert(child.clone());
+                            self.drift.changed.push(child);
+                        }
+                    }
+                }
+                // Replaced by something of another kind; not looked into.
+                (_, _) => {
+                    seen.entries.insert(child.clone());
+                    self.drift.changed.push(child);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_dir(&self, parent: BorrowedFd<'_>, name: &str, rel: &str) -> Result<OwnedFd> {
+        rustix::fs::openat(parent, name, dir_flags(), Mode::empty())
+            .map_err(|e| Error::io("opening", self.path(rel), e.into()))
+    }
+
+    /// Reads and hashes `name` in `parent`, never following a link.
+    fn read_file(&mut self, parent: BorrowedFd<'_>, name: &str, rel: &str) -> Result<Contents> {
+        let fd = match rustix::fs::openat(parent, name, file_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(Contents::Gone),
+            // A symbolic link (`O_NOFOLLOW`) or a socket now.
+            Err(Errno::LOOP) | Err(Errno::MLINK) | Err(Errno::NXIO) => {
+                return Ok(Contents::NotAFile)
+            }
+            Err(e) => return Err(Error::io("opening", self.path(rel), e.into())),
+        };
+        let before =
+            rustix::fs::fstat(&fd).map_err(|e| Error::io("examining", self.path(rel), e.into()))?;
+        if FileType::from_raw_mode(before.st_mode) != FileType::RegularFile {
+            return Ok(Contents::NotAFile);
+        }
+        let mut file = File::from(fd);
+        let mut h = Sha256::new();
+        let mut size = 0u64;
+        loop {
+            match file.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    h.update(&self.buf[..n]);
+                    size += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("reading", self.path(rel), e)),
+            }
+        }
+        let after = rustix::fs::fstat(file.as_fd())
+            .map_err(|e| Error::io("examining", self.path(rel), e.into()))?;
+        self.drift.files_hashed += 1;
+        self.drift.bytes_hashed += size;
+        let stamp = Stamp::of(&before);
+        let steady = stamp == Stamp::of(&after)
+            && to_u64(before.st_size) == size
+            && to_u64(after.st_size) == size;
+        Ok(Contents::Hashed {
+            sha256: Digest::from_hasher(h),
+            size,
+            executable: is_exec(before.st_mode),
+            stamp: (steady && stamp.settled(self.now_ns)).then_some(stamp),
+        })
+    }
+}
+
+impl Stamp {
+    fn of(st: &rustix::fs::Stat) -> Stamp {
+        Stamp {
+            mtime_s: to_i64(st.st_mtime),
+            mtime_ns: to_u32(st.st_mtime_nsec),
+            ctime_s: to_i64(st.st_ctime),
+            ctime_ns: to_u32(st.st_ctime_nsec),
+            ino: to_u64(st.st_ino),
+        }
+    }
+
+    /// Whether mtime and ctime are far enough behind `now_ns` that a later
+    /// write cannot reproduce them.
+    fn settled(&self, now_ns: i128) -> bool {
+        let ns = |s: i64, n: u32| i128::from(s) * 1_000_000_000 + i128::from(n);
+        let latest = ns(self.mtime_s, self.mtime_ns).max(ns(self.ctime_s, self.ctime_ns));
+        latest + SETTLE.as_nanos() as i128 <= now_ns
+    }
+}
+
+fn not_a_file() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "neither a regular file nor a directory (a skill holds only those)",
+    )
+}
+
+fn now_ns() -> i128 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
+        Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX),
+    }
+}
+
+fn is_exec<M: Into<u32>>(mode: M) -> bool {
+    mode.into() & 0o111 != 0
+}
+
+// `struct stat`'s field types differ between platforms; these convert
+// whatever they are.
+fn to_i64<T: TryInto<i64>>(v: T) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
+
+fn to_u32<T: TryInto<u32>>(v: T) -> u32 {
+    v.try_into().unwrap_or(u32::MAX)
+}
+
+fn to_u64<T: TryInto<u64>>(v: T) -> u64 {
+    v.try_into().unwrap_or(u64::MAX)
+}
+
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+/// A path as listed in a [`Drift`]: directories end with `/`.
+fn shown(path: &str, dir: bool) -> String {
+    if dir {
+        format!("{path}/")
+    } else {
+        path.to_string()
+    }
+}
+
+/// A path for a summary, shortened past 80 characters.
+fn shorten(path: &str) -> String {
+    const MAX: usize = 80;
+    if path.chars().count() <= MAX {
+        path.to_string()
+    } else {
+        let mut s: String = path.chars().take(MAX).collect();
+        s.push('…');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// A moment long after every file in a test was written: stamps taken
+    /// "then" are trusted.
+    fn later() -> i128 {
+        now_ns() + 3600 * 1_000_000_000
+    }
+
+    /// A skill folder in a temp dir.
+    struct Skill {
+        _tmp: tempfile::TempDir,
+        dir: PathBuf,
+    }
+
+    impl Skill {
+        fn empty() -> Skill {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("hello");
+            std::fs::create_dir(&dir).unwrap();
+            Skill { _tmp: tmp, dir }
+        }
+
+        /// SKILL.md, docs/{a,b}.md, an executable scripts/run.sh and an
+        /// empty directory, every file's mtime set far in the past (so an
+        /// edit always moves it, however coarse the clock).
+        fn standard() -> Skill {
+            let s = Skill::empty();
+            s.write("SKILL.md", b"hello skill");
+            s.write("docs/a.md", b"aaa");
+            s.write("docs/b.md", b"bbbb");
+            s.write("scripts/run.sh", b"#!/bin/sh\necho hi\n");
+            s.chmod("scripts/run.sh", 0o755);
+            s.mkdir("empty");
+            s.age_all();
+            s
+        }
+
+        fn p(&self, rel: &str) -> PathBuf {
+            self.dir.join(rel)
+        }
+
+        fn write(&self, rel: &str, content: &[u8]) {
+            let p = self.p(rel);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).unwrap();
+            }
+            std::fs::write(p, content).unwrap();
+        }
+
+        fn mkdir(&self, rel: &str) {
+            std::fs::create_dir_all(self.p(rel)).unwrap();
+        }
+
+        fn chmod(&self, rel: &str, mode: u32) {
+            std::fs::set_permissions(self.p(rel), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+
+        fn set_mtime(&self, rel: &str, secs: u64) {
+            let f = File::options().write(true).open(self.p(rel)).unwrap();
+            f.set_modified(UNIX_EPOCH + Duration::from_secs(secs))
+                .unwrap();
+        }
+
+        fn age_all(&self) {
+            for rel in self.files() {
+                self.set_mtime(&rel, 1_577_836_800);
+            }
+        }
+
+        fn files(&self) -> Vec<String> {
+            fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+                for e in std::fs::read_dir(dir).unwrap() {
+                    let e = e.unwrap();
+                    let t = e.file_type().unwrap();
+                    if t.is_dir() {
+                        walk(base, &e.path(), out);
+                    } else if t.is_file() {
+                        let rel = e.path().strip_prefix(base).unwrap().to_owned();
+                        out.push(rel.to_str().unwrap().to_string());
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            walk(&self.dir, &self.dir, &mut out);
+            out
+        }
+
+        /// A record whose stamps are all trusted.
+        fn record(&self) -> TreeRecord {
+            record_at(&self.dir, &[], later()).unwrap()
+        }
+
+        fn check(&self, rec: &mut TreeRecord) -> Drift {
+            check_at(&self.dir, rec, &[], later()).unwrap()
+        }
+    }
+
+    /// Records the standard tree, applies `change`, and checks.
+    fn drift_after(change: impl FnOnce(&Skill)) -> Drift {
+        let s = Skill::standard();
+        let mut rec = s.record();
+        change(&s);
+        s.check(&mut rec)
+    }
+
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn records_every_entry() {
+        let s = Skill::standard();
+        let rec = s.record();
+        let kinds: Vec<(&str, &str)> = rec
+            .entries
+            .iter()
+            .map(|(p, e)| {
+                let k = match e {
+                    EntryRecord::Dir => "dir",
+                    EntryRecord::File {
+                        executable: true, ..
+                    } => "exec",
+                    EntryRecord::File { .. } => "file",
+                };
+                (p.as_str(), k)
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("SKILL.md", "file"),
+                ("docs", "dir"),
+                ("docs/a.md", "file"),
+                ("docs/b.md", "file"),
+                ("empty", "dir"),
+                ("scripts", "dir"),
+                ("scripts/run.sh", "exec"),
+            ]
+        );
+        match &rec.entries["SKILL.md"] {
+            EntryRecord::File {
+                size,
+                sha256,
+                stamp,
+                ..
+            } => {
+                assert_eq!(*size, 11);
+                assert_eq!(*sha256, Digest::of(b"hello skill"));
+                assert!(stamp.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rec.is_consistent());
+    }
+
+    #[test]
+    fn same_content_same_hash_whatever_the_order_times_and_place() {
+        let a = Skill::standard();
+        // The same tree built in another order, with other mtimes.
+        let b = Skill::empty();
+        b.mkdir("empty");
+        b.write("scripts/run.sh", b"#!/bin/sh\necho hi\n");
+        b.chmod("scripts/run.sh", 0o700);
+        b.write("docs/b.md", b"bbbb");
+        b.write("SKILL.md", b"hello skill");
+        b.write("docs/a.md", b"aaa");
+        b.set_mtime("docs/a.md", 42);
+        b.chmod("docs/a.md", 0o600);
+        let (ra, rb) = (a.record(), record(&b.dir, &[]).unwrap());
+        assert_eq!(ra.hash, rb.hash);
+        assert_eq!(hash_only(&a.dir, &[]).unwrap(), ra.hash);
+        // Pinned: installs recorded by earlier versions must still be
+        // recognised. Changing the format means changing HASH_DOMAIN.
+        assert_eq!(
+            ra.hash.as_str(),
+            "sha256:05a89d26013aba40d40f843fa37d98b37c4718c0e3f9c6554696ca2015f075a7"
+        );
+    }
+
+    #[test]
+    fn the_hash_covers_paths_kinds_exec_bits_and_contents() {
+        let file = |exec: bool, content: &[u8]| EntryRecord::File {
+            size: content.len() as u64,
+            executable: exec,
+            sha256: Digest::of(content),
+            stamp: None,
+        };
+        let base = BTreeMap::from([
+            ("a".to_string(), EntryRecord::Dir),
+            ("a/b".to_string(), file(false, b"x")),
+        ]);
+        let variants = [
+            BTreeMap::new(),
+            BTreeMap::from([("a".to_string(), EntryRecord::Dir)]),
+            BTreeMap::from([
+                ("a".to_string(), EntryRecord::Dir),
+                ("a/c".to_string(), file(false, b"x")),
+            ]),
+            BTreeMap::from([
+                ("a".to_string(), EntryRecord::Dir),
+                ("a/b".to_string(), file(true, b"x")),
+            ]),
+            BTreeMap::from([
+                ("a".to_string(), EntryRecord::Dir),
+                ("a/b".to_string(), file(false, b"y")),
+            ]),
+            BTreeMap::from([
+                ("a".to_string(), EntryRecord::Dir),
+                ("a/b".to_string(), EntryRecord::Dir),
+            ]),
+            BTreeMap::from([
+                ("a".to_string(), EntryRecord::Dir),
+                ("a/b".to_string(), file(false, b"x")),
+                ("a/b2".to_string(), EntryRecord::Dir),
+            ]),
+            // Same bytes if paths were simply concatenated.
+            BTreeMap::from([("aa/b".to_string(), file(false, b"x"))]),
+            BTreeMap::from([("a".to_string(), file(false, b"x"))]),
+        ];
+        let h = hash_entries(&base);
+        let mut all = vec![h.clone()];
+        for v in &variants {
+            all.push(hash_entries(v));
+        }
+        let distinct: HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len(), "{all:#?}");
+        // Stamps and recorded sizes are not part of it.
+        let mut stamped = base.clone();
+        if let Some(EntryRecord::File { stamp, .. }) = stamped.get_mut("a/b") {
+            *stamp = Some(Stamp {
+                mtime_s: 1,
+                mtime_ns: 2,
+                ctime_s: 3,
+                ctime_ns: 4,
+                ino: 5,
+            });
+        }
+        assert_eq!(hash_entries(&stamped), h);
+    }
+
+    #[test]
+    fn nothing_changed_reads_nothing() {
+        let s = Skill::standard();
+        let mut rec = s.record();
+        let before = rec.clone();
+        let d = s.check(&mut rec);
+        assert!(d.is_clean(), "{d:?}");
+        assert_eq!((d.files_hashed, d.bytes_hashed, d.restamped), (0, 0, 0));
+        assert_eq!(rec, before);
+        assert_eq!(d.summary(), "no changes");
+    }
+
+    #[test]
+    fn content_change_of_the_same_size_reads_only_that_file() {
+        let d = drift_after(|s| s.write("docs/a.md", b"AAA"));
+        assert_eq!(strs(&d.changed), ["docs/a.md"]);
+        assert!(d.added.is_empty() && d.removed.is_empty());
+        assert_eq!((d.files_hashed, d.bytes_hashed), (1, 3));
+        assert!(!d.is_clean());
+        assert_eq!(d.summary(), "1 changed (docs/a.md)");
+    }
+
+    #[test]
+    fn size_and_exec_bit_changes_need_no_read() {
+        let d = drift_after(|s| s.write("SKILL.md", b"hello skill, longer"));
+        assert_eq!(strs(&d.changed), ["SKILL.md"]);
+        assert_eq!(d.files_hashed, 0);
+
+        let d = drift_after(|s| {
+            s.chmod("docs/a.md", 0o755);
+            s.chmod("scripts/run.sh", 0o644);
+        });
+        assert_eq!(strs(&d.changed), ["docs/a.md", "scripts/run.sh"]);
+        assert_eq!(d.files_hashed, 0);
+
+        // Other mode bits are not drift.
+        let s = Skill::standard();
+        let mut rec = s.record();
+        s.chmod("docs/a.md", 0o600);
+        s.chmod("scripts/run.sh", 0o700);
+        let d = s.check(&mut rec);
+        assert!(d.is_clean(), "{d:?}");
+        assert_eq!((d.files_hashed, d.restamped), (2, 2));
+    }
+
+    #[test]
+    fn a_touched_file_is_read_once_then_restamped() {
+        let s = Skill::standard();
+        let mut rec = s.record();
+        s.set_mtime("SKILL.md", 1_700_000_000);
+        let d = s.check(&mut rec);
+        assert!(d.is_clean(), "{d:?}");
+        assert_eq!((d.files_hashed, d.bytes_hashed, d.restamped), (1, 11, 1));
+        let d = s.check(&mut rec);
+        assert_eq!((d.files_hashed, d.restamped), (0, 0));
+        assert!(rec.is_consistent());
+    }
+
+    #[test]
+    fn a_restored_size_and_mtime_do_not_hide_an_edit() {
+        let s = Skill::standard();
+        let mut rec = s.record();
+        // Past any coarse timestamp tick, so the ctime moves.
+        std::thread::sleep(Duration::from_millis(50));
+        s.write("SKILL.md", b"HELLO SKILL");
+        s.set_mtime("SKILL.md", 1_577_836_800);
+        let d = s.check(&mut rec);
+        assert_eq!(strs(&d.changed), ["SKILL.md"]);
+        assert_eq!(d.files_hashed, 1);
+    }
+
+    #[test]
+    fn a_file_replaced_under_the_same_times_is_caught_by_its_inode() {
+        let d = drift_after(|s| {
+            let tmp = s.p("new");
+            std::fs::write(&tmp, b"aaX").unwrap();
+            std::fs::rename(&tmp, s.p("docs/a.md")).unwrap();
+            s.set_mtime("docs/a.md", 1_577_836_800);
+        });
+        assert_eq!(strs(&d.changed), ["docs/a.md"]);
+    }
+
+    #[test]
+    fn fresh_files_are_not_trusted_until_they_settle() {
+        let start = now_ns();
+        let s = Skill::empty();
+        s.write("SKILL.md", b"fresh");
+        s.write("a/b.md", b"fresh too");
+        // Recorded within a second of the writes (a fixed moment, however
+        // slow the machine): no stamps.
+        let soon = start + 1_000_000_000;
+        let mut rec = record_at(&s.dir, &[], soon).unwrap();
+        assert!(rec
+            .entries
+            .values()
+            .all(|e| matches!(e, EntryRecord::File { stamp: None, .. } | EntryRecord::Dir)));
+        let d = check_at(&s.dir, &mut rec, &[], soon).unwrap();
+        assert!(d.is_clean());
+        assert_eq!((d.files_hashed, d.restamped), (2, 0));
+        // Checked once they have settled: read once more and stamped.
+        let d = check_at(&s.dir, &mut rec, &[], later()).unwrap();
+        assert_eq!((d.files_hashed, d.restamped), (2, 2));
+        let d = check_at(&s.dir, &mut rec, &[], later()).unwrap();
+        assert_eq!((d.files_hashed, d.restamped), (0, 0));
+        // A full verification on demand.
+        rec.forget_stamps();
+        let d = check_at(&s.dir, &mut rec, &[], later()).unwrap();
+        assert_eq!((d.files_hashed, d.bytes_hashed), (2, 14));
+        assert!(d.is_clean());
+    }
+
+    #[test]
+    fn added_and_removed_files_and_empty_dirs() {
+        let d = drift_after(|s| s.write("docs/new.md", b"new"));
+        assert_eq!(strs(&d.added), ["docs/new.md"]);
+        assert!(d.changed.is_empty() && d.removed.is_empty());
+        assert_eq!(d.files_hashed, 0);
+
+        let d = drift_after(|s| std::fs::remove_file(s.p("docs/b.md")).unwrap());
+        assert_eq!(strs(&d.removed), ["docs/b.md"]);
+        assert!(d.changed.is_empty() && d.added.is_empty());
+
+        let d = drift_after(|s| s.mkdir("more"));
+        assert_eq!(strs(&d.added), ["more/"]);
+
+        let d = drift_after(|s| std::fs::remove_dir(s.p("empty")).unwrap());
+        assert_eq!(strs(&d.removed), ["empty/"]);
+
+        // A new directory is one entry; its contents are not looked at.
+        let d = drift_after(|s| {
+            s.write("extra/x.md", b"x");
+            s.write("extra/deep/y.md", b"y");
+        });
+        assert_eq!(strs(&d.added), ["extra/"]);
+        assert_eq!(d.files_hashed, 0);
+    }
+
+    #[test]
+    fn a_deleted_directory_is_one_entry() {
+        let d = drift_after(|s| std::fs::remove_dir_all(s.p("docs")).unwrap());
+        assert_eq!(strs(&d.removed), ["docs/"]);
+        assert!(d.changed.is_empty() && d.added.is_empty());
+        assert_eq!(d.summary(), "1 removed (docs/)");
+    }
+
+    #[test]
+    fn an_entry_of_another_kind_is_a_change() {
+        // A file replaced by a directory.
+        let d = drift_after(|s| {
+            std::fs::remove_file(s.p("SKILL.md")).unwrap();
+            s.write("SKILL.md/inner", b"x");
+        });
+        assert_eq!(strs(&d.changed), ["SKILL.md"]);
+        assert!(d.added.is_empty() && d.removed.is_empty());
+
+        // A directory replaced by a file: its old contents are not listed.
+        let d = drift_after(|s| {
+            std::fs::remove_dir_all(s.p("docs")).unwrap();
+            s.write("docs", b"x");
+        });
+        assert_eq!(strs(&d.changed), ["docs"]);
+        assert!(d.added.is_empty() && d.removed.is_empty(), "{d:?}");
+
+        // A file replaced by a symbolic link to identical content.
+        let d = drift_after(|s| {
+            let copy = s._tmp.path().join("copy");
+            std::fs::write(&copy, b"hello skill").unwrap();
+            std::fs::remove_file(s.p("SKILL.md")).unwrap();
+            symlink(&copy, s.p("SKILL.md")).unwrap();
+        });
+        assert_eq!(strs(&d.changed), ["SKILL.md"]);
+        assert_eq!(d.files_hashed, 0);
+
+        // A directory replaced by a symbolic link to an identical one.
+        let d = drift_after(|s| {
+            let elsewhere = s._tmp.path().join("docs");
+            std::fs::rename(s.p("docs"), &elsewhere).unwrap();
+            symlink(&elsewhere, s.p("docs")).unwrap();
+        });
+        assert_eq!(strs(&d.changed), ["docs"]);
+        assert!(d.removed.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn links_and_special_files_are_added_entries() {
+        let d = drift_after(|s| {
+            symlink("SKILL.md", s.p("link")).unwrap();
+            symlink("docs", s.p("dirlink")).unwrap();
+            symlink("/nonexistent", s.p("docs/dangling")).unwrap();
+            std::os::unix::net::UnixListener::bind(s.p("sock")).unwrap();
+        });
+        assert_eq!(strs(&d.added), ["dirlink", "docs/dangling", "link", "sock"]);
+        assert!(d.changed.is_empty() && d.removed.is_empty());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_fifo_in_place_of_a_file_is_a_change_and_does_not_block() {
+        let d = drift_after(|s| {
+            std::fs::remove_file(s.p("docs/a.md")).unwrap();
+            rustix::fs::mknodat(
+                CWD,
+                s.p("docs/a.md"),
+                FileType::Fifo,
+                Mode::from_bits_truncate(0o644),
+                0,
+            )
+            .unwrap();
+        });
+        assert_eq!(strs(&d.changed), ["docs/a.md"]);
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_added() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = drift_after(|s| {
+            let name = std::ffi::OsStr::from_bytes(b"bad\xff");
+            std::fs::write(s.dir.join(name), b"x").unwrap();
+        });
+        assert_eq!(strs(&d.added), ["bad\u{fffd}"]);
+    }
+
+    #[test]
+    fn the_skill_directory_itself() {
+        let s = Skill::standard();
+        let mut rec = s.record();
+
+        let gone = s._tmp.path().join("gone");
+        std::fs::rename(&s.dir, &gone).unwrap();
+        let d = s.check(&mut rec);
+        assert_eq!(d.root, Root::Missing);
+        assert!(!d.is_clean());
+        assert_eq!(d.summary(), "the skill directory is missing");
+        // A missing parent, or a file as a parent, is missing too.
+        let d = check_at(&s.dir.join("deeper"), &mut rec, &[], later()).unwrap();
+        assert_eq!(d.root, Root::Missing);
+
+        // A symbolic link to the very same tree is not followed.
+        symlink(&gone, &s.dir).unwrap();
+        let d = s.check(&mut rec);
+        assert_eq!(d.root, Root::NotADirectory);
+        assert!(d.changed.is_empty());
+        assert!(!d.is_clean());
+
+        std::fs::remove_file(&s.dir).unwrap();
+        std::fs::write(&s.dir, b"x").unwrap();
+        assert_eq!(s.check(&mut rec).root, Root::NotADirectory);
+        let d = check_at(&s.dir.join("deeper"), &mut rec, &[], later()).unwrap();
+        assert_eq!(d.root, Root::Missing);
+
+        // record refuses all of these.
+        let err = record(&s.dir, &[]).unwrap_err().to_string();
+        assert!(err.contains(s.dir.to_str().unwrap()), "{err}");
+        let err = record(&gone.join("nope"), &[]).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn ignored_names_are_left_out_at_the_top_only() {
+        let s = Skill::standard();
+        s.write(".skillsync", b"marker v1");
+        s.write("docs/.skillsync", b"not a marker");
+        let ignore = [".skillsync"];
+        let mut rec = record_at(&s.dir, &ignore, later()).unwrap();
+        assert!(!rec.entries.contains_key(".skillsync"));
+        assert!(rec.entries.contains_key("docs/.skillsync"));
+        // The marker plays no part in the hash.
+        std::fs::remove_file(s.p(".skillsync")).unwrap();
+        std::fs::remove_file(s.p("docs/.skillsync")).unwrap();
+        let without = Skill::standard();
+        without.write("docs/.skillsync", b"not a marker");
+        assert_eq!(hash_only(&without.dir, &[]).unwrap(), rec.hash);
+        // Nor in a check, whatever happens to it.
+        let d = check_at(&s.dir, &mut rec, &ignore, later()).unwrap();
+        assert_eq!(strs(&d.removed), ["docs/.skillsync"]);
+        s.write(".skillsync", b"marker v2, longer");
+        s.write("docs/.skillsync", b"not a marker");
+        let d = check_at(&s.dir, &mut rec, &ignore, later()).unwrap();
+        assert!(d.is_clean(), "{d:?}");
+        // Without the ignore list it is an added file.
+        let d = check_at(&s.dir, &mut rec, &[], later()).unwrap();
+        assert_eq!(strs(&d.added), [".skillsync"]);
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let s = Skill::standard();
+        let rec = s.record();
+        let json = serde_json::to_string_pretty(&rec).unwrap();
+        let mut back: TreeRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, rec);
+        assert!(back.is_consistent());
+        let d = s.check(&mut back);
+        assert!(d.is_clean());
+        assert_eq!(d.files_hashed, 0);
+
+        // The shape of an entry in the state file; a missing stamp is left
+        // out.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["entries"]["docs"], serde_json::json!({"kind": "dir"}));
+        let f = &v["entries"]["SKILL.md"];
+        assert_eq!(f["kind"], "file");
+        assert_eq!(f["size"], 11);
+        assert_eq!(f["executable"], false);
+        assert_eq!(f["sha256"], Digest::of(b"hello skill").as_str());
+        assert!(f["stamp"]["ino"].is_u64());
+        let mut unstamped = rec.clone();
+        unstamped.forget_stamps();
+        let json = serde_json::to_string(&unstamped).unwrap();
+        assert!(!json.contains("stamp"), "{json}");
+        assert_eq!(
+            serde_json::from_str::<TreeRecord>(&json).unwrap(),
+            unstamped
+        );
+        // A bad digest is refused.
+        let bad = json.replacen("sha256:", "sha256:zz", 1);
+        assert!(serde_json::from_str::<TreeRecord>(&bad).is_err());
+        // A tampered record no longer matches its hash.
+        let mut tampered = rec;
+        tampered.entries.remove("docs/b.md");
+        assert!(!tampered.is_consistent());
+    }
+
+    #[test]
+    fn record_refuses_links_and_special_files() {
+        let s = Skill::standard();
+        symlink("SKILL.md", s.p("docs/link")).unwrap();
+        let err = record(&s.dir, &[]).unwrap_err();
+        let msg = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(msg.contains("docs/link"), "{msg}");
+        assert!(
+            msg.contains("neither a regular file nor a directory"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_naming_it() {
+        let s = Skill::standard();
+        s.chmod("docs/a.md", 0o000);
+        let attempt = |dir: PathBuf, mut rec: TreeRecord| -> (String, String) {
+            let rerr = record(&dir, &[]).unwrap_err().to_string();
+            rec.forget_stamps();
+            let cerr = check(&dir, &mut rec, &[]).unwrap_err().to_string();
+            (rerr, cerr)
+        };
+        let mut rec = s.record();
+        if let Some(EntryRecord::File { stamp, .. }) = rec.entries.get_mut("docs/a.md") {
+            *stamp = None;
+        }
+        let (rerr, cerr) = if rustix::process::geteuid().is_root() {
+            // Root reads anything: look as `nobody`, from a thread of its own
+            // (the change is per thread and final).
+            for dir in [s._tmp.path(), s.dir.as_path()] {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            let dir = s.dir.clone();
+            std::thread::spawn(move || {
+                rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(65534)).unwrap();
+                attempt(dir, rec)
+            })
+            .join()
+            .unwrap()
+        } else {
+            attempt(s.dir.clone(), rec)
+        };
+        for err in [rerr, cerr] {
+            assert!(err.contains("docs/a.md"), "{err}");
+        }
+    }
+
+    #[test]
+    fn summary_is_bounded() {
+        let long = "x".repeat(500);
+        let d = Drift {
+            changed: vec!["SKILL.md".into(), "docs/a.md".into()],
+            added: (0..100).map(|i| format!("{long}{i}")).collect(),
+            removed: vec!["old/".into()],
+            ..Drift::default()
+        };
+        let s = d.summary();
+        assert!(
+            s.starts_with("2 changed (SKILL.md, docs/a.md); 100 added (xxx"),
+            "{s}"
+        );
+        assert!(s.ends_with(", …); 1 removed (old/)"), "{s}");
+        assert!(s.chars().count() < 400, "{}", s.len());
+        let d = Drift {
+            root: Root::NotADirectory,
+            ..Drift::default()
+        };
+        assert!(d.summary().contains("not a directory"));
+    }
+}
