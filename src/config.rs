@@ -167,6 +167,9 @@ pub struct DaemonSettings {
     /// Installed generations kept per skill, the current one included
     /// (default 2: the current and one to roll back to).
     pub generations: u32,
+    /// Uninstall skills (and targets) removed from the config, when ours
+    /// and unedited (default true); false keeps them as unmanaged.
+    pub prune: bool,
 }
 
 impl Default for DaemonSettings {
@@ -179,6 +182,7 @@ impl Default for DaemonSettings {
             cache_dir: None,
             socket: None,
             generations: DEFAULT_GENERATIONS,
+            prune: true,
         }
     }
 }
@@ -229,6 +233,21 @@ pub struct Skill {
     pub selector: Selector,
     /// Target names, each a key of [`Config::targets`].
     pub targets: Vec<String>,
+    /// What to do when an installed copy was edited or deleted.
+    pub on_drift: OnDrift,
+}
+
+/// `on_drift`: what to do with a managed folder edited (or deleted) since
+/// it was installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDrift {
+    /// Leave it as it is and say so in status (no updates reach it).
+    #[default]
+    Report,
+    /// Back the edited folder up under the state dir, then reinstall.
+    Restore,
+    /// Leave it and hold the skill until `skillsyncctl resume NAME`.
+    Keep,
 }
 
 impl Config {
@@ -320,6 +339,7 @@ struct RawDaemon {
     cache_dir: Option<Spanned<String>>,
     socket: Option<Spanned<String>>,
     generations: Option<Spanned<i64>>,
+    prune: Option<bool>,
 }
 
 /// `[defaults]`, as written.
@@ -328,6 +348,7 @@ struct RawDaemon {
 struct RawDefaults {
     channel: Option<Spanned<String>>,
     targets: Option<SpannedList>,
+    on_drift: Option<Spanned<String>>,
 }
 
 /// `[registries.KEY]`, as written.
@@ -355,6 +376,14 @@ struct RawSkill {
     tag: Option<Spanned<String>>,
     digest: Option<Spanned<String>>,
     targets: Option<SpannedList>,
+    on_drift: Option<Spanned<String>>,
+}
+
+/// What `[defaults]` gives a skill that does not say.
+struct SkillDefaults<'a> {
+    channel: Option<Channel>,
+    targets: Option<&'a [String]>,
+    on_drift: OnDrift,
 }
 
 /// A size: an integer number of bytes or a string with a unit.
@@ -448,6 +477,11 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|d| d.targets.as_ref())
             .map(|list| self.check_target_list(list, &known));
+        let default_on_drift = defaults
+            .as_ref()
+            .and_then(|d| d.on_drift.as_ref())
+            .and_then(|v| self.check_on_drift(v))
+            .unwrap_or_default();
 
         if raw.skills.is_empty() {
             self.error(0..0, "no skills configured: add a [skills.NAME] table");
@@ -460,8 +494,11 @@ impl Checker<'_> {
                 skill,
                 &registries,
                 &known,
-                default_channel,
-                default_targets.as_deref(),
+                &SkillDefaults {
+                    channel: default_channel,
+                    targets: default_targets.as_deref(),
+                    on_drift: default_on_drift,
+                },
             ) else {
                 continue;
             };
@@ -530,6 +567,9 @@ impl Checker<'_> {
         }
         if let Some(v) = &raw.socket {
             out.socket = self.path_setting(v, "socket");
+        }
+        if let Some(v) = raw.prune {
+            out.prune = v;
         }
         if let Some(v) = &raw.generations {
             match u32::try_from(*v.get_ref()) {
@@ -611,6 +651,25 @@ impl Checker<'_> {
         known
     }
 
+    fn check_on_drift(&mut self, value: &Spanned<String>) -> Option<OnDrift> {
+        let v = match value.get_ref().as_str() {
+            "report" => Some(OnDrift::Report),
+            "restore" => Some(OnDrift::Restore),
+            "keep" => Some(OnDrift::Keep),
+            _ => None,
+        };
+        if v.is_none() {
+            self.error(
+                value.span(),
+                format!(
+                    "unknown on_drift {:?}: use \"report\", \"restore\" or \"keep\"",
+                    value.get_ref()
+                ),
+            );
+        }
+        v
+    }
+
     fn check_channel(&mut self, value: &Spanned<String>) -> Option<Channel> {
         let channel = parse_channel(value.get_ref());
         if channel.is_none() {
@@ -663,9 +722,11 @@ impl Checker<'_> {
         raw: &RawSkill,
         registries: &BTreeMap<String, RegistrySettings>,
         known: &KnownTargets,
-        default_channel: Option<Channel>,
-        default_targets: Option<&[String]>,
+        defaults: &SkillDefaults<'_>,
     ) -> Option<Skill> {
+        let default_channel = defaults.channel;
+        let default_targets = defaults.targets;
+        let default_on_drift = defaults.on_drift;
         let name = key.get_ref();
         let before = self.diagnostics.len();
         if let Err(why) = check_name(name) {
@@ -686,6 +747,10 @@ impl Checker<'_> {
         };
 
         let selector = self.check_selector(raw, default_channel);
+        let on_drift = match &raw.on_drift {
+            Some(v) => self.check_on_drift(v),
+            None => Some(default_on_drift),
+        };
 
         let targets = match &raw.targets {
             Some(list) if list.get_ref().is_empty() => {
@@ -734,6 +799,7 @@ impl Checker<'_> {
             image: image?,
             selector: selector?,
             targets,
+            on_drift: on_drift?,
         })
     }
 
@@ -1152,6 +1218,7 @@ channel = "testing"
                 cache_dir: Some(PathBuf::from("/etc/sk/cache")),
                 socket: None,
                 generations: 2,
+                prune: true,
             },
             registries: BTreeMap::from([
                 (
@@ -1210,6 +1277,7 @@ channel = "testing"
                             version: Some(semver::VersionReq::parse("^1.0").unwrap()),
                         },
                         targets: vec!["claude".into(), "cursor".into(), "project-x".into()],
+                        on_drift: OnDrift::Report,
                     },
                 ),
                 (
@@ -1219,6 +1287,7 @@ channel = "testing"
                         image: image("quay.io", "team/pinned"),
                         selector: Selector::Tag("1.0.0".into()),
                         targets: vec!["claude".into()],
+                        on_drift: OnDrift::Report,
                     },
                 ),
                 (
@@ -1228,6 +1297,7 @@ channel = "testing"
                         image: image("localhost:5000", "team/pinned"),
                         selector: Selector::Digest(DIGEST.parse().unwrap()),
                         targets: vec!["windsurf".into()],
+                        on_drift: OnDrift::Report,
                     },
                 ),
                 (
@@ -1240,6 +1310,7 @@ channel = "testing"
                             version: None,
                         },
                         targets: vec!["claude".into()],
+                        on_drift: OnDrift::Report,
                     },
                 ),
             ]),

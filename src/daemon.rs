@@ -379,22 +379,28 @@ impl Daemon {
             {
                 let mut view = lock(&shared.view);
                 let mut events = report.events.clone();
-                // A conflict is an event when it appears, not on every poll.
+                // A conflict or a drift is an event when it appears, not
+                // on every poll.
                 for t in report
                     .targets
                     .iter()
-                    .filter(|t| t.state == TargetSync::Conflict)
+                    .filter(|t| matches!(t.state, TargetSync::Conflict | TargetSync::Drifted))
                 {
-                    let was = view.report.as_ref().is_some_and(|r| {
-                        r.targets
-                            .iter()
-                            .any(|p| p.name == t.name && p.state == TargetSync::Conflict)
-                    }) && view.checked;
+                    let was = view.checked
+                        && view.report.as_ref().is_some_and(|r| {
+                            r.targets
+                                .iter()
+                                .any(|p| p.name == t.name && p.state == t.state)
+                        });
                     if !was {
                         events.push(Event {
                             at: rfc3339(now),
                             skill: skill.name.clone(),
-                            kind: EventKind::Conflict,
+                            kind: if t.state == TargetSync::Conflict {
+                                EventKind::Conflict
+                            } else {
+                                EventKind::Drift
+                            },
                             target: Some(t.name.clone()),
                             version: report.version.clone(),
                             digest: report.digest.as_ref().map(|d| d.to_string()),
@@ -452,6 +458,7 @@ impl Daemon {
                 (_, Some(SyncState::InSync)) => "in sync",
                 (_, Some(SyncState::Error)) => "error",
                 (_, Some(SyncState::Conflict)) => "conflict",
+                (_, Some(SyncState::Drifted)) => "drifted",
                 _ => "pending",
             };
             *counts.entry(word).or_default() += 1;
@@ -470,6 +477,7 @@ impl Daemon {
                 Some(SyncState::InSync) if view.checked => protocol::SkillState::InSync,
                 Some(SyncState::Error) => protocol::SkillState::Error,
                 Some(SyncState::Conflict) => protocol::SkillState::Conflict,
+                Some(SyncState::Drifted) => protocol::SkillState::Drifted,
                 Some(SyncState::Updating) => protocol::SkillState::Updating,
                 _ => protocol::SkillState::Pending,
             }
@@ -501,6 +509,7 @@ impl Daemon {
                                 TargetSync::Pending => protocol::TargetState::Pending,
                                 TargetSync::Error => protocol::TargetState::Error,
                                 TargetSync::Conflict => protocol::TargetState::Conflict,
+                                TargetSync::Drifted => protocol::TargetState::Drifted,
                             },
                             error: t.error.clone(),
                         })

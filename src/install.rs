@@ -170,6 +170,23 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     }
 }
 
+/// Copies a tree of regular files and directories (a backup); anything
+/// else (a symlink, a device) is skipped, not followed.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).ctx("creating directory", to)?;
+    for entry in std::fs::read_dir(from).ctx("reading", from)? {
+        let entry = entry.ctx("reading", from)?;
+        let kind = entry.file_type().ctx("reading", entry.path())?;
+        let dest = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &dest).ctx("copying", entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Moves `<target_dir>/<name>` out of the way atomically and deletes it.
 pub fn uninstall(target_dir: &Path, name: &str) -> Result<()> {
     let dest = target_dir.join(name);

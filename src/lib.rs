@@ -26,6 +26,8 @@
 //! - [`provenance`]: `provenance.source`/`commit` written into the installed
 //!   copy's `skill.yaml` as `skillctl install` does, so `skillctl list
 //!   --installed` and `skillctl upgrade` see what skillsyncd installed.
+//! - [`ownership`]: the marker that makes a folder recognisably ours, even
+//!   without the state file.
 //! - [`state`]: what is installed where, written atomically.
 //! - [`tree`]: what an installed tree holds (per-file sha256, a tree hash)
 //!   and drift detection that reads only files whose size, mtime, ctime or
@@ -55,6 +57,7 @@ pub mod install;
 pub mod lock;
 pub mod logging;
 pub mod manifest;
+pub mod ownership;
 pub mod paths;
 pub mod provenance;
 pub mod reconcile;

@@ -202,6 +202,7 @@ mod tests {
             cache_dir: cache.map(PathBuf::from),
             socket: None,
             generations: 2,
+            prune: true,
         }
     }
 

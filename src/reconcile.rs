@@ -24,15 +24,17 @@ use tokio::sync::Mutex;
 
 use crate::cache::{Cache, Fetched};
 use crate::channel::{self, Lookup, SelectError, Status, VersionTag};
-use crate::config::{Config, Selector, Skill};
+use crate::config::{Config, OnDrift, Selector, Skill};
 use crate::control::protocol::{Event, EventKind};
 use crate::error::{Error, Result};
 use crate::install;
 use crate::manifest::{self, Parsed, SkillManifest};
+use crate::ownership::{self, Marker, MARKER_FILE};
 use crate::provenance::{self, Provenance};
 use crate::reference::{Digest, ImageRef};
 use crate::source::{Source, Sources};
 use crate::state::{Hold, HoldReason, Installed, SkillState, State, TargetState};
+use crate::tree::{self, TreeRecord};
 use crate::unpack;
 
 /// The overall state of a skill after a pass.
@@ -49,6 +51,8 @@ pub enum SyncState {
     Error,
     /// A target holds a folder skillsyncd did not install.
     Conflict,
+    /// A managed folder was edited or deleted by hand and left so.
+    Drifted,
 }
 
 /// The state of one target of a skill.
@@ -63,6 +67,8 @@ pub enum TargetSync {
     Error,
     /// A folder that is not ours is in the way.
     Conflict,
+    /// Ours, edited or deleted by hand, left as it is (`on_drift`).
+    Drifted,
 }
 
 /// One target's outcome.
@@ -141,6 +147,9 @@ pub enum TargetPlan {
     Install,
     /// Something not installed by us is at the skill's path.
     Conflict,
+    /// Ours, but edited or deleted since it was installed, and the skill's
+    /// `on_drift` says to leave it: nothing is touched.
+    Drifted(String),
 }
 
 /// Decides what one target needs. Pure apart from the caller's look at the
@@ -178,6 +187,8 @@ pub fn plan_target(
 struct Staged {
     /// The cached layer blob.
     blob: PathBuf,
+    /// The image, for the ownership marker.
+    image: String,
     /// Written into the installed `skill.yaml`.
     provenance: Provenance,
     /// The manifest's annotations (for a SkillCard made from scratch).
@@ -208,6 +219,49 @@ pub struct Engine {
     /// [`Engine::reconfigured`]).
     state: Arc<Mutex<State>>,
     state_path: PathBuf,
+}
+
+/// A folder without a state record, recognised by its marker: the record
+/// rebuilt from it, and whether the folder was edited since.
+async fn recognise(path: &Path, name: &str) -> Option<(TargetState, bool)> {
+    let path = path.to_path_buf();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let marker = Marker::read(&path, &name)?;
+        let tree = tree::record(&path, &[MARKER_FILE]).ok()?;
+        let edited = tree.hash != marker.tree_hash;
+        let state = TargetState {
+            path: path.clone(),
+            installed: Some(Installed {
+                manifest_digest: marker.manifest_digest,
+                layer_digest: marker.layer_digest,
+                version: marker.version,
+                status: marker.status,
+                installed_at: marker.installed_at,
+            }),
+            pending: None,
+            // An edited tree is not a baseline: restore or resume records
+            // a new one.
+            tree: (!edited).then_some(tree),
+        };
+        Some((state, edited))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Compares a folder with its recorded tree (re-hashing only what changed).
+async fn check_tree(path: &Path, record: &mut TreeRecord) -> Result<tree::Drift> {
+    let path = path.to_path_buf();
+    let mut rec = record.clone();
+    let (drift, rec) = tokio::task::spawn_blocking(move || {
+        tree::check(&path, &mut rec, &[MARKER_FILE]).map(|d| (d, rec))
+    })
+    .await
+    .map_err(|e| Error::Task(format!("drift check failed: {e}")))??;
+    *record = rec;
+    Ok(drift)
 }
 
 fn now_rfc3339() -> String {
@@ -489,6 +543,27 @@ impl Engine {
         }
     }
 
+    /// Copies an edited skill folder to
+    /// `<state dir>/backups/<skill>/<target>-<time>/` before it is replaced.
+    pub async fn backup(&self, skill: &str, target: &str, path: &Path) -> Result<PathBuf> {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        let dest = self
+            .state_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("backups")
+            .join(skill)
+            .join(format!("{target}-{stamp}"));
+        let from = path.to_path_buf();
+        let to = dest.clone();
+        tokio::task::spawn_blocking(move || install::copy_tree(&from, &to))
+            .await
+            .map_err(|e| Error::Task(format!("backup failed: {e}")))??;
+        Ok(dest)
+    }
+
     /// Freezes a skill at the version installed now: later passes keep it
     /// and resolve nothing until [`Engine::resume`].
     pub async fn hold(&self, name: &str) -> Result<String> {
@@ -560,16 +635,46 @@ impl Engine {
     }
 
     /// Lifts a hold or rollback: the next pass follows the config again.
+    /// Local edits are accepted as they are (their trees become the new
+    /// baseline, so they no longer count as drift), and a folder deleted by
+    /// hand is installed again. Returns whether anything changed.
     pub async fn resume(&self, name: &str) -> Result<bool> {
         let mut state = self.state.lock().await;
         let Some(skill) = state.skills.get_mut(name) else {
             return Ok(false);
         };
-        let was = skill.hold.take().is_some();
-        if was {
-            self.save_state(&state).await?;
+        let mut changed = skill.hold.take().is_some();
+        for t in skill.targets.values_mut() {
+            if t.installed.is_none() {
+                continue;
+            }
+            let path = t.path.clone();
+            let rebased = tokio::task::spawn_blocking(move || {
+                if exists(&path) {
+                    tree::record(&path, &[MARKER_FILE]).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .await
+            .map_err(|e| Error::Task(format!("resume failed: {e}")))??;
+            match rebased {
+                Some(tree) => {
+                    if t.tree.as_ref().map(|r| &r.hash) != Some(&tree.hash) {
+                        changed = true;
+                    }
+                    t.tree = Some(tree);
+                }
+                None => {
+                    // Deleted by hand: forget it, so the next pass installs it.
+                    t.installed = None;
+                    t.tree = None;
+                    changed = true;
+                }
+            }
         }
-        Ok(was)
+        self.save_state(&state).await?;
+        Ok(changed)
     }
 
     /// Runs one pass for one skill. Never panics on bad input; every failure
@@ -701,22 +806,106 @@ impl Engine {
             );
         }
 
-        // Step 2: plan every target.
+        // Step 2: plan every target: recognise our own folders (even
+        // without a state record), look for local edits, then decide.
         let mut plans = Vec::new();
+        let mut recorded_changed = false;
+        let mut hold_for_drift: Option<String> = None;
         for tname in &skill.targets {
             let Some(target) = self.config.targets.get(tname) else {
                 continue;
             };
             let path = target.path.join(&skill.name);
-            let plan = plan_target(
-                skill_state.targets.get(tname),
-                exists(&path),
-                &known.manifest_digest,
-                &known.layer_digest,
-            );
+            let present = exists(&path);
+            let mut drift: Option<String> = None;
+            if present && !skill_state.targets.contains_key(tname) {
+                if let Some((rec, edited)) = recognise(&path, &skill.name).await {
+                    report.changes.push(format!(
+                        "{} in {} carries skillsyncd's marker: managed again",
+                        skill.name, target.name
+                    ));
+                    if edited {
+                        drift = Some("edited since it was installed".into());
+                    }
+                    skill_state.targets.insert(tname.clone(), rec);
+                    recorded_changed = true;
+                }
+            }
+            if drift.is_none() {
+                if let Some(t) = skill_state.targets.get_mut(tname) {
+                    if t.installed.is_some() && t.pending.is_none() {
+                        if !present {
+                            drift = Some("deleted".into());
+                        } else if let Some(tree) = t.tree.as_mut() {
+                            let check = check_tree(&path, tree).await?;
+                            recorded_changed |= check.restamped > 0;
+                            if !check.is_clean() {
+                                drift = Some(format!("edited: {}", check.summary()));
+                            }
+                        }
+                    }
+                }
+            }
+            let plan = match drift {
+                Some(what) => match skill.on_drift {
+                    OnDrift::Restore => {
+                        if present {
+                            let backup = self.backup(&skill.name, &target.name, &path).await?;
+                            report.changes.push(format!(
+                                "{} in {} was {what}; backed up to {} and restored",
+                                skill.name,
+                                target.name,
+                                backup.display()
+                            ));
+                        } else {
+                            report.changes.push(format!(
+                                "{} in {} was deleted; restored",
+                                skill.name, target.name
+                            ));
+                        }
+                        TargetPlan::Install
+                    }
+                    OnDrift::Keep => {
+                        hold_for_drift.get_or_insert(format!("{} {what}", target.name));
+                        TargetPlan::Drifted(format!(
+                            "{} was {what}; kept, and the skill held (skillsyncctl resume {} to update it again)",
+                            path.display(),
+                            skill.name
+                        ))
+                    }
+                    OnDrift::Report => TargetPlan::Drifted(format!(
+                        "{} was {what}; left as it is (on_drift = \"restore\" puts the installed version back)",
+                        path.display()
+                    )),
+                },
+                None => plan_target(
+                    skill_state.targets.get(tname),
+                    present,
+                    &known.manifest_digest,
+                    &known.layer_digest,
+                ),
+            };
             plans.push((target.clone(), path, plan));
         }
-        let mut state_changed = skill_state.ref_digest.as_ref() != Some(&desired.ref_digest)
+        if let Some(why) = hold_for_drift {
+            if skill_state.hold.is_none() {
+                if let Some(installed) = skill_state
+                    .targets
+                    .values()
+                    .find_map(|t| t.installed.clone())
+                {
+                    skill_state.hold = Some(Hold {
+                        reason: HoldReason::Drift,
+                        installed,
+                        since: now_rfc3339(),
+                    });
+                    report.changes.push(format!("{} held: {why}", skill.name));
+                    recorded_changed = true;
+                }
+            }
+        }
+        let mut state_changed = recorded_changed
+            || skill_state.ref_digest.as_ref() != Some(&desired.ref_digest)
             || skill_state
                 .current
                 .as_ref()
@@ -751,6 +940,7 @@ impl Engine {
             }
             layer_blob = Some(Staged {
                 blob: self.cache.blob_path(&manifest.layer.digest),
+                image: skill.image.to_string(),
                 provenance: Provenance {
                     source: match &known.version {
                         Some(v) => format!("{}:{v}", skill.image),
@@ -803,6 +993,10 @@ impl Engine {
                         path.display()
                     ));
                 }
+                TargetPlan::Drifted(why) => {
+                    tr.state = TargetSync::Drifted;
+                    tr.error = Some(why);
+                }
                 TargetPlan::Install if archive_rejected => {
                     tr.state = TargetSync::Error;
                     tr.error = first_error.clone();
@@ -821,20 +1015,26 @@ impl Engine {
                                 path: path.clone(),
                                 installed: None,
                                 pending: None,
+                                tree: None,
                             });
                     entry.path = path.clone();
                     entry.pending = Some(known.layer_digest.clone());
                     self.commit_state(&skill.name, &skill_state).await?;
-                    match self.install_one(&blob, &target.path, &skill.name).await {
-                        Ok(()) => {
+                    match self
+                        .install_one(&blob, &target.path, &skill.name, known)
+                        .await
+                    {
+                        Ok(tree) => {
                             let entry = skill_state.targets.entry(target.name.clone()).or_insert(
                                 TargetState {
                                     path: path.clone(),
                                     installed: None,
                                     pending: None,
+                                    tree: None,
                                 },
                             );
                             entry.pending = None;
+                            entry.tree = Some(tree);
                             let replaced = entry.installed.replace(Installed {
                                 installed_at: now_rfc3339(),
                                 ..known.clone()
@@ -906,6 +1106,16 @@ impl Engine {
             report.state = SyncState::Conflict;
             report.error = c.error.clone();
         }
+        if let Some(d) = report
+            .targets
+            .iter()
+            .find(|t| t.state == TargetSync::Drifted)
+        {
+            if report.state == SyncState::InSync {
+                report.state = SyncState::Drifted;
+                report.error = d.error.clone();
+            }
+        }
         if let Some(e) = first_error {
             report.state = SyncState::Error;
             report.error = Some(e);
@@ -922,12 +1132,19 @@ impl Engine {
     /// Unpacks the cached layer into a staging dir beside the skill and swaps
     /// it in. On any failure the staging dir is removed and nothing else has
     /// changed.
-    async fn install_one(&self, staged: &Staged, target_dir: &Path, name: &str) -> Result<()> {
+    async fn install_one(
+        &self,
+        staged: &Staged,
+        target_dir: &Path,
+        name: &str,
+        known: &Installed,
+    ) -> Result<TreeRecord> {
         let staged = staged.clone();
         let target_dir = target_dir.to_path_buf();
         let name = name.to_string();
         let limits = self.limits.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        let known = known.clone();
+        tokio::task::spawn_blocking(move || -> Result<TreeRecord> {
             let staging = install::prepare_staging(&target_dir, &name)?;
             let result = (|| {
                 let blob = &staged.blob;
@@ -942,12 +1159,28 @@ impl Engine {
                 // What `skillctl install` records, so `skillctl list
                 // --installed` and `skillctl upgrade` see this copy.
                 provenance::write(&staging, &name, &staged.provenance, &staged.annotations)?;
-                install::swap_into_place(&target_dir, &name, &staging)
+                // The tree as it will be installed, and the marker that
+                // makes it recognisably ours without the state file.
+                let tree = tree::record(&staging, &[MARKER_FILE])?;
+                Marker {
+                    managed_by: ownership::MANAGED_BY.into(),
+                    skill: name.clone(),
+                    image: staged.image.clone(),
+                    manifest_digest: known.manifest_digest.clone(),
+                    layer_digest: known.layer_digest.clone(),
+                    version: known.version.clone(),
+                    status: known.status,
+                    tree_hash: tree.hash.clone(),
+                    installed_at: now_rfc3339(),
+                }
+                .write(&staging)?;
+                install::swap_into_place(&target_dir, &name, &staging)?;
+                Ok(tree)
             })();
             if result.is_err() {
                 let _ = install::remove_tree(&staging);
             }
-            result.map(|_| ())
+            result
         })
         .await
         .map_err(|e| Error::Task(format!("install task failed: {e}")))?
@@ -969,6 +1202,7 @@ mod tests {
                 installed_at: "2026-01-01T00:00:00Z".into(),
             }),
             pending: pending.cloned(),
+            tree: None,
         }
     }
 

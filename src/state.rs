@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::channel::Status;
 use crate::error::{Error, IoContext, Result};
 use crate::reference::Digest;
+use crate::tree::TreeRecord;
 
 /// The current state file format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -74,6 +75,8 @@ pub enum HoldReason {
     Hold,
     /// `skillsyncctl rollback`: the previous generation, reinstalled.
     Rollback,
+    /// `on_drift = "keep"`: a folder was edited by hand and is kept.
+    Drift,
 }
 
 impl Hold {
@@ -83,6 +86,9 @@ impl Hold {
         match self.reason {
             HoldReason::Hold => format!("held at {version} since {}", self.since),
             HoldReason::Rollback => format!("rolled back to {version} at {}", self.since),
+            HoldReason::Drift => {
+                format!("held at {version}: edited by hand (since {})", self.since)
+            }
         }
     }
 }
@@ -109,6 +115,9 @@ pub struct TargetState {
     /// finished and the record did not.
     #[serde(default)]
     pub pending: Option<Digest>,
+    /// The tree as installed, to detect local edits ([`crate::tree`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<TreeRecord>,
 }
 
 /// One installed version.
@@ -212,6 +221,7 @@ mod tests {
                             installed_at: "2026-01-01T00:00:00Z".into(),
                         }),
                         pending: None,
+                        tree: None,
                     },
                 )]),
             },

@@ -674,6 +674,7 @@ fn target_mark(t: &TargetStatus) -> String {
         TargetState::Pending => format!("{} …pending", t.name),
         TargetState::Error => format!("{} ✗error", t.name),
         TargetState::Conflict => format!("{} ✗conflict", t.name),
+        TargetState::Drifted => format!("{} ✎edited", t.name),
     }
 }
 
@@ -684,6 +685,7 @@ fn state_cell(state: SkillState) -> Cell {
         SkillState::Pending => ("pending".into(), Color::Dim),
         SkillState::Error => ("error".into(), Color::Red),
         SkillState::Conflict => ("conflict".into(), Color::Red),
+        SkillState::Drifted => ("drifted".into(), Color::Yellow),
     }
 }
 
@@ -756,6 +758,7 @@ fn render_skill(s: &SkillStatus, now: SystemTime, style: &Style) -> String {
                 TargetState::Pending => ("… pending", Color::Dim),
                 TargetState::Error => ("✗ error", Color::Red),
                 TargetState::Conflict => ("✗ conflict", Color::Red),
+                TargetState::Drifted => ("✎ edited", Color::Yellow),
             };
             vec![
                 (t.name.clone(), Color::None),

@@ -71,6 +71,9 @@ pub enum SkillState {
     Error,
     /// A target holds a folder skillsyncd did not install.
     Conflict,
+    /// A managed folder was edited or deleted by hand and left so
+    /// (`on_drift`).
+    Drifted,
 }
 
 /// The state of one target of a skill.
@@ -85,6 +88,8 @@ pub enum TargetState {
     Error,
     /// A folder that is not ours is in the way.
     Conflict,
+    /// Ours, edited or deleted by hand, left as it is (`on_drift`).
+    Drifted,
 }
 
 /// One configured skill.
@@ -228,6 +233,8 @@ pub enum EventKind {
     Resume,
     /// A skill or target no longer configured was uninstalled.
     Prune,
+    /// A managed folder was found edited or deleted.
+    Drift,
 }
 
 /// One event.

@@ -237,6 +237,10 @@ pub fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             let kind = entry
                 .file_type()
                 .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+            if dir == root && entry.file_name() == ".skillsyncd.json" {
+                // skillsyncd's ownership marker, not part of the skill.
+                continue;
+            }
             if kind.is_dir() {
                 walk(root, &path, out);
             } else if kind.is_file() {
