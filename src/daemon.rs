@@ -237,6 +237,10 @@ impl Daemon {
         });
         *lock(&daemon.events) = load_events(&daemon.events_path);
         let engine = daemon.engine();
+        match engine.prune().await {
+            Ok(events) => daemon.push_events(events),
+            Err(e) => tracing::warn!("removing skills no longer configured: {e}"),
+        }
         let state = engine.state().await;
         daemon.refresh_unmanaged(&engine, &state);
         for skill in engine.config().skills.values() {
@@ -520,15 +524,29 @@ impl Daemon {
         }
     }
 
+    /// Installed folders the config no longer names and that were kept
+    /// (`prune = false`, or edited by hand).
     fn refresh_unmanaged(&self, engine: &Engine, state: &State) {
         let list = state
             .skills
             .iter()
-            .filter(|(name, _)| !engine.config().skills.contains_key(*name))
             .filter_map(|(name, s)| {
+                let configured = engine.config().skills.get(name);
                 let paths: Vec<String> = s
                     .targets
-                    .values()
+                    .iter()
+                    .filter(|(tname, t)| match configured {
+                        None => true,
+                        Some(skill) => {
+                            !skill.targets.contains(tname)
+                                || engine
+                                    .config()
+                                    .targets
+                                    .get(*tname)
+                                    .is_none_or(|target| target.path.join(name) != t.path)
+                        }
+                    })
+                    .map(|(_, t)| t)
                     .filter(|t| t.installed.is_some() && t.path.exists())
                     .map(|t| t.path.display().to_string())
                     .collect();
@@ -598,7 +616,6 @@ impl Daemon {
             Err(e) => return rejected(self, e.to_string()),
         };
         *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine.clone();
-        let state = engine.state().await;
         let mut added = Vec::new();
         let mut removed = Vec::new();
         let mut changed = Vec::new();
@@ -628,6 +645,17 @@ impl Daemon {
                 }
             }
         }
+        // Passes of removed or changed skills under way finish first, then
+        // what the config no longer names is pruned.
+        for name in removed.iter().chain(changed.iter()) {
+            let pass = self.pass_lock(name);
+            let _done = pass.lock().await;
+        }
+        match engine.prune().await {
+            Ok(events) => self.push_events(events),
+            Err(e) => tracing::warn!("removing skills no longer configured: {e}"),
+        }
+        let state = engine.state().await;
         for name in added.iter().chain(changed.iter()) {
             if let Some(skill) = engine.config().skills.get(name) {
                 self.add_slot(skill.clone(), &engine, &state);

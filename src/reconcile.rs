@@ -543,6 +543,116 @@ impl Engine {
         }
     }
 
+    /// Uninstalls what the config no longer names: skills removed from it,
+    /// and targets removed from a skill (or moved elsewhere). Only folders
+    /// that are ours and unedited are removed (renamed out atomically, then
+    /// deleted); an edited one is kept and reported, and with
+    /// `[daemon] prune = false` everything is kept (shown as unmanaged).
+    /// Returns what was done, as events.
+    pub async fn prune(&self) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let mut state = self.state.lock().await;
+        let mut changed = false;
+        let names: Vec<String> = state.skills.keys().cloned().collect();
+        for name in names {
+            let configured = self.config.skills.get(&name);
+            let Some(skill_state) = state.skills.get_mut(&name) else {
+                continue;
+            };
+            let stale: Vec<String> = skill_state
+                .targets
+                .iter()
+                .filter(|(tname, t)| match configured {
+                    None => true,
+                    Some(skill) => {
+                        !skill.targets.contains(tname)
+                            || self
+                                .config
+                                .targets
+                                .get(*tname)
+                                .is_none_or(|target| target.path.join(&name) != t.path)
+                    }
+                })
+                .map(|(tname, _)| tname.clone())
+                .collect();
+            for tname in stale {
+                let Some(t) = skill_state.targets.get(&tname).cloned() else {
+                    continue;
+                };
+                if !exists(&t.path) {
+                    skill_state.targets.remove(&tname);
+                    changed = true;
+                    continue;
+                }
+                if !self.config.daemon.prune {
+                    continue;
+                }
+                let mut record = t.tree.clone();
+                let path = t.path.clone();
+                let skill_name = name.clone();
+                let verdict = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+                    // Ours and unedited, or why not.
+                    if Marker::read(&path, &skill_name).is_none() && record.is_none() {
+                        return Ok(Some("it carries no skillsyncd marker".into()));
+                    }
+                    match record.as_mut() {
+                        Some(rec) => {
+                            let drift = tree::check(&path, rec, &[MARKER_FILE])?;
+                            Ok((!drift.is_clean())
+                                .then(|| format!("it was edited: {}", drift.summary())))
+                        }
+                        None => {
+                            let marker = Marker::read(&path, &skill_name);
+                            let hash = tree::hash_only(&path, &[MARKER_FILE])?;
+                            Ok((marker.map(|m| m.tree_hash) != Some(hash))
+                                .then(|| "it was edited".to_string()))
+                        }
+                    }
+                })
+                .await
+                .map_err(|e| Error::Task(format!("prune check failed: {e}")))??;
+                let installed = t.installed.clone();
+                let event = |kind: EventKind, message: String| Event {
+                    at: now_rfc3339(),
+                    skill: name.clone(),
+                    kind,
+                    target: Some(tname.clone()),
+                    version: installed.as_ref().and_then(|i| i.version.clone()),
+                    digest: installed.as_ref().map(|i| i.manifest_digest.to_string()),
+                    message,
+                };
+                match verdict {
+                    Some(why) => {
+                        tracing::warn!(skill = %name, target = %tname, "no longer configured, but kept: {why}");
+                    }
+                    None => {
+                        let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
+                        let folder = name.clone();
+                        tokio::task::spawn_blocking(move || install::uninstall(&dir, &folder))
+                            .await
+                            .map_err(|e| Error::Task(format!("prune failed: {e}")))??;
+                        skill_state.targets.remove(&tname);
+                        changed = true;
+                        let message = format!(
+                            "removed {name} from {tname} ({}): no longer configured",
+                            t.path.display()
+                        );
+                        tracing::info!(skill = %name, "{message}");
+                        events.push(event(EventKind::Prune, message));
+                    }
+                }
+            }
+            if configured.is_none() && skill_state.targets.is_empty() {
+                state.skills.remove(&name);
+                changed = true;
+            }
+        }
+        if changed {
+            self.save_state(&state).await?;
+        }
+        Ok(events)
+    }
+
     /// Copies an edited skill folder to
     /// `<state dir>/backups/<skill>/<target>-<time>/` before it is replaced.
     pub async fn backup(&self, skill: &str, target: &str, path: &Path) -> Result<PathBuf> {
@@ -894,13 +1004,25 @@ impl Engine {
                     .values()
                     .find_map(|t| t.installed.clone())
                 {
-                    skill_state.hold = Some(Hold {
+                    let hold = Hold {
                         reason: HoldReason::Drift,
                         installed,
                         since: now_rfc3339(),
-                    });
+                    };
+                    report.held = Some(hold.describe());
+                    report.version = hold.installed.version.clone();
+                    report.digest = Some(hold.installed.manifest_digest.clone());
+                    report.status = Some(hold.installed.status);
+                    skill_state.hold = Some(hold);
                     report.changes.push(format!("{} held: {why}", skill.name));
                     recorded_changed = true;
+                    // Held from now on: no target is updated in this pass
+                    // either.
+                    for (_, _, plan) in plans.iter_mut() {
+                        if matches!(plan, TargetPlan::Install | TargetPlan::RecordOnly) {
+                            *plan = TargetPlan::UpToDate;
+                        }
+                    }
                 }
             }
         }

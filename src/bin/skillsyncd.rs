@@ -95,6 +95,14 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn once(engine: &skillsyncd::reconcile::Engine) -> ExitCode {
+    match engine.prune().await {
+        Ok(events) => {
+            for e in events {
+                println!("{}", e.message);
+            }
+        }
+        Err(e) => eprintln!("error: removing skills no longer configured: {e}"),
+    }
     let reports = daemon::pass(engine).await;
     let mut failed = 0;
     for r in &reports {
@@ -118,6 +126,15 @@ async fn once(engine: &skillsyncd::reconcile::Engine) -> ExitCode {
                     r.name,
                     r.error.as_deref().unwrap_or("not in sync")
                 );
+                for t in &r.targets {
+                    if let Some(e) = t
+                        .error
+                        .as_deref()
+                        .filter(|e| Some(*e) != r.error.as_deref())
+                    {
+                        eprintln!("  {}: {e}", t.name);
+                    }
+                }
             }
         }
     }

@@ -356,15 +356,60 @@ fn config_edits_by_rename_are_picked_up_and_a_broken_edit_keeps_the_last_good_co
         "the last good config keeps syncing"
     );
 
-    // Fixed, and a skill removed: left installed, reported as unmanaged.
+    // Fixed, and a skill removed: pruned (ours, unedited), as an event.
     s.write_config_by_rename(&s.config_text(&["alpha"]));
     wait_until(Duration::from_secs(30), "the fixed config to load", || {
         let st = s.status();
         st["daemon"]["config_error"].is_null() && st["skills"].as_array().unwrap().len() == 1
     });
+    assert!(!s.env.skill_dir("claude", "beta").exists());
+    let events = text(&s.ctl(&["status", "--events"]));
+    assert!(events.contains("removed beta from claude"), "{events}");
+
+    // With prune = false a removed skill stays, listed as unmanaged.
+    let keep = s
+        .config_text(&["alpha"])
+        .replace("[daemon]\n", "[daemon]\nprune = false\n");
+    s.write_config_by_rename(&format!(
+        "{keep}\n[skills.beta]\nimage = \"{}\"\n",
+        s.image("examples/beta")
+    ));
+    s.wait_in_sync("beta", "1.0.0");
+    s.write_config_by_rename(&keep);
+    wait_until(Duration::from_secs(30), "beta listed as unmanaged", || {
+        s.status()["unmanaged"][0]["name"] == "beta"
+    });
     assert_eq!(s.env.read_skill("claude", "beta"), beta.files);
-    let st = s.status();
-    assert_eq!(st["unmanaged"][0]["name"], "beta", "{st}");
+}
+
+#[test]
+fn on_drift_keep_holds_the_skill_until_resume_accepts_the_edit() {
+    let s = Service::new();
+    s.publisher.push(&skill("hello", "1.0.0").build());
+    s.env.write_config(&format!(
+        "{}on_drift = \"keep\"\n",
+        s.config_text(&["hello"])
+    ));
+    let _daemon = s.start();
+    s.wait_in_sync("hello", "1.0.0");
+    let edited = s.env.skill_dir("claude", "hello").join("SKILL.md");
+    std::fs::write(&edited, "my edit\n").unwrap();
+    s.publisher.push(&skill("hello", "1.1.0").build());
+    let _ = s.ctl(&["sync", "hello", "--wait"]);
+    let st = s.skill_status("hello");
+    assert_eq!(st["state"], "drifted", "{st}");
+    assert!(st["held"].as_str().unwrap_or("").contains("edited"), "{st}");
+    assert_eq!(std::fs::read_to_string(&edited).unwrap(), "my edit\n");
+    // Still held on the next pass: nothing is updated behind the edit.
+    let _ = s.ctl(&["sync", "hello", "--wait"]);
+    assert_eq!(std::fs::read_to_string(&edited).unwrap(), "my edit\n");
+    assert_eq!(s.skill_status("hello")["version"], "1.0.0");
+
+    // resume: the edit is accepted, and updates flow again (replacing it).
+    let out = s.ctl(&["resume", "hello"]);
+    assert!(out.status.success(), "{}", text(&out));
+    s.wait_in_sync("hello", "1.1.0");
+    assert!(std::fs::read_to_string(&edited).unwrap().contains("1.1.0"));
 }
 
 #[test]

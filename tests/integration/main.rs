@@ -11,6 +11,7 @@ mod atomicity;
 mod crash;
 mod daemon_service;
 mod demo_layout;
+mod ownership;
 mod service_files;
 mod support_selftest;
 mod sync;
