@@ -31,8 +31,9 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, Selector, Skill};
 use crate::control::protocol::{
-    self, DaemonStatus, Event, EventKind, EventsResponse, HoldAction, HoldResponse, ReloadResponse,
-    SkillStatus, StatusResponse, SyncResponse, TargetStatus, UnmanagedSkill,
+    self, DaemonStatus, Event, EventKind, EventsResponse, HoldAction, HoldResponse, PlanResponse,
+    PlannedSkill, ReloadResponse, SkillStatus, StatusResponse, SyncResponse, TargetStatus,
+    UnmanagedSkill,
 };
 use crate::control::{server, ActionError, Controller};
 use crate::error::Result;
@@ -828,6 +829,37 @@ impl Controller for Daemon {
             message: message.clone(),
         }]);
         Ok(HoldResponse { message, skill })
+    }
+
+    async fn plan(&self) -> Result<PlanResponse, String> {
+        let engine = self.engine().dry_run().await.map_err(|e| e.to_string())?;
+        let prune = engine
+            .prune()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        // Built in a loop, not a closure: a closure over `engine` here trips
+        // the compiler's Send check for this trait method.
+        let mut passes = Vec::new();
+        for skill in engine.config().skills.values() {
+            passes.push(engine.sync(skill));
+        }
+        let mut reports: Vec<SkillReport> = futures_util::stream::iter(passes)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        reports.sort_by(|a, b| a.name.cmp(&b.name));
+        let skills = reports
+            .into_iter()
+            .map(|r| PlannedSkill {
+                name: r.name,
+                changes: r.changes,
+                error: r.error,
+            })
+            .collect();
+        Ok(PlanResponse { prune, skills })
     }
 
     fn events(&self) -> EventsResponse {

@@ -219,6 +219,9 @@ pub struct Engine {
     /// [`Engine::reconfigured`]).
     state: Arc<Mutex<State>>,
     state_path: PathBuf,
+    /// Plan only: resolve and compare, but write nothing anywhere (no
+    /// target, no state, no cache); changes are reported as "would ...".
+    dry_run: bool,
 }
 
 /// A folder without a state record, recognised by its marker: the record
@@ -304,7 +307,27 @@ impl Engine {
             state,
             state_path,
             config,
+            dry_run: false,
         })
+    }
+
+    /// A dry-run copy: the same config, a private copy of the state, and
+    /// nothing written anywhere; each pass reports what it would do.
+    pub async fn dry_run(&self) -> Result<Engine> {
+        let state = self.state.lock().await.clone();
+        let mut engine = Self::build(
+            self.config.clone(),
+            Arc::new(Mutex::new(state)),
+            self.state_path.clone(),
+            self.cache.clone(),
+        )?;
+        engine.dry_run = true;
+        Ok(engine)
+    }
+
+    /// Whether this engine only plans.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
     }
 
     /// An engine for a new config that shares this one's state, state file
@@ -359,6 +382,9 @@ impl Engine {
     }
 
     async fn save_state(&self, state: &State) -> Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
         let state = state.clone();
         let path = self.state_path.clone();
         tokio::task::spawn_blocking(move || state.save(&path))
@@ -368,6 +394,9 @@ impl Engine {
 
     /// Deletes cached layers no target uses any more.
     pub async fn collect_garbage(&self) -> Result<usize> {
+        if self.dry_run {
+            return Ok(0);
+        }
         let state = self.state.lock().await;
         let keep = state
             .skills
@@ -409,7 +438,9 @@ impl Engine {
                             actual: actual.to_string(),
                         });
                     }
-                    self.cache.store_manifest(&digest, &bytes)?;
+                    if !self.dry_run {
+                        self.cache.store_manifest(&digest, &bytes)?;
+                    }
                     bytes
                 }
             };
@@ -624,6 +655,15 @@ impl Engine {
                 match verdict {
                     Some(why) => {
                         tracing::warn!(skill = %name, target = %tname, "no longer configured, but kept: {why}");
+                    }
+                    None if self.dry_run => {
+                        events.push(event(
+                            EventKind::Prune,
+                            format!(
+                                "would remove {name} from {tname} ({}): no longer configured",
+                                t.path.display()
+                            ),
+                        ));
                     }
                     None => {
                         let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -958,6 +998,13 @@ impl Engine {
             }
             let plan = match drift {
                 Some(what) => match skill.on_drift {
+                    OnDrift::Restore if self.dry_run => {
+                        report.changes.push(format!(
+                            "would back up {} in {} ({what}) and restore it",
+                            skill.name, target.name
+                        ));
+                        TargetPlan::Install
+                    }
                     OnDrift::Restore => {
                         if present {
                             let backup = self.backup(&skill.name, &target.name, &path).await?;
@@ -1037,7 +1084,8 @@ impl Engine {
         skill_state.current = Some(known.clone());
 
         // Step 3: fetch the layer once, if any target needs it.
-        let needs_install = plans.iter().any(|(_, _, p)| *p == TargetPlan::Install);
+        let needs_install =
+            !self.dry_run && plans.iter().any(|(_, _, p)| *p == TargetPlan::Install);
         let mut layer_blob = None;
         if needs_install {
             let manifest = match desired.manifest.clone() {
@@ -1086,6 +1134,33 @@ impl Engine {
             };
             match plan {
                 TargetPlan::UpToDate => {}
+                TargetPlan::RecordOnly if self.dry_run => {
+                    report.changes.push(format!(
+                        "would record {label} ({}) in {}: same content, new manifest (annotation only)",
+                        known.status, target.name
+                    ));
+                }
+                TargetPlan::Install if self.dry_run => {
+                    let from = skill_state
+                        .targets
+                        .get(&target.name)
+                        .and_then(|t| t.installed.as_ref())
+                        .and_then(|i| i.version.clone());
+                    report.changes.push(match from {
+                        Some(v) => format!(
+                            "would update {} {v} -> {} in {}",
+                            skill.name,
+                            known.version.as_deref().unwrap_or("(no version)"),
+                            target.name
+                        ),
+                        None => format!(
+                            "would install {label} into {} ({})",
+                            target.name,
+                            path.display()
+                        ),
+                    });
+                    tr.state = TargetSync::Pending;
+                }
                 TargetPlan::RecordOnly => {
                     if let Some(t) = skill_state.targets.get_mut(&target.name) {
                         if let Some(i) = t.installed.as_mut() {

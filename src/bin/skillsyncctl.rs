@@ -119,6 +119,21 @@ Exits 2 when the new config is rejected, printing each problem as
 file:line:column: message.")]
     Reload,
 
+    /// Show what a pass would do now (install, update, annotation-only,
+    /// prune, restore, conflict), changing nothing.
+    #[command(after_help = "\
+Examples:
+  skillsyncctl plan
+  skillsyncctl plan --json
+
+Registries are asked, as a pass would; no target, state or cache is
+written. Offline equivalent: skillsyncd --once --dry-run.")]
+    Plan {
+        /// Print the daemon's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Freeze a skill at the version installed now (until `resume`).
     #[command(after_help = "\
 Examples:
@@ -229,6 +244,7 @@ async fn talk(args: &Args, command: &Command) -> anyhow::Result<ExitCode> {
         }
         Command::Sync { name, wait } => sync(&client, name.as_deref(), *wait).await,
         Command::Reload => reload(&client).await,
+        Command::Plan { json } => plan(&client, *json).await,
         Command::Hold { name } => hold(&client, name, HoldAction::Hold).await,
         Command::Rollback { name } => hold(&client, name, HoldAction::Rollback).await,
         Command::Resume { name } => hold(&client, name, HoldAction::Resume).await,
@@ -410,6 +426,36 @@ async fn reload(client: &Client) -> anyhow::Result<ExitCode> {
     } else {
         print_out(&format!("config reloaded: {}\n", parts.join("; ")));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `skillsyncctl plan`.
+async fn plan(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+    let plan = client.plan().await?;
+    if json {
+        print_out(&format!("{}\n", serde_json::to_string_pretty(&plan)?));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    for line in &plan.prune {
+        let _ = writeln!(out, "{line}");
+    }
+    let mut quiet = Vec::new();
+    for s in &plan.skills {
+        if s.changes.is_empty() && s.error.is_none() {
+            quiet.push(s.name.as_str());
+        }
+        for c in &s.changes {
+            let _ = writeln!(out, "{c}");
+        }
+        if let Some(e) = &s.error {
+            let _ = writeln!(out, "{}: cannot: {e}", s.name);
+        }
+    }
+    if !quiet.is_empty() {
+        let _ = writeln!(out, "nothing to do for {}", quiet.join(", "));
+    }
+    print_out(&out);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1249,6 +1295,10 @@ mod tests {
 
         fn events(&self) -> skillsyncd::control::protocol::EventsResponse {
             skillsyncd::control::protocol::EventsResponse { events: Vec::new() }
+        }
+
+        async fn plan(&self) -> Result<skillsyncd::control::protocol::PlanResponse, String> {
+            Err("not in this fake".into())
         }
 
         async fn hold(

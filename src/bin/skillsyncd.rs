@@ -15,7 +15,7 @@ use skillsyncd::daemon::{self, RunOptions};
 use skillsyncd::lock::InstanceLock;
 use skillsyncd::logging::{self, LogFormat};
 use skillsyncd::paths::Paths;
-use skillsyncd::reconcile::SyncState;
+use skillsyncd::reconcile::{Engine, SyncState};
 
 /// Keeps AI agents' skill folders in sync with skill images in OCI registries.
 #[derive(Parser)]
@@ -42,6 +42,10 @@ struct Args {
     /// Run one reconcile pass over every skill, then exit.
     #[arg(long)]
     once: bool,
+    /// With --once: print what the pass would do (install, update,
+    /// annotation-only, prune, restore, conflict) and change nothing.
+    #[arg(long, requires = "once")]
+    dry_run: bool,
 }
 
 fn main() -> ExitCode {
@@ -73,13 +77,22 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         config.daemon.socket.as_deref(),
         &dirs,
     );
-    // One skillsyncd per state dir, `--once` included: two would clean up
-    // each other's installs.
-    let _lock = InstanceLock::acquire(&dirs.state_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if args.dry_run {
+        // Reads only: no lock, no crash repair, nothing written.
+        return runtime.block_on(async move {
+            let engine = Engine::new(config, &dirs.state_dir, &dirs.cache_dir)?
+                .dry_run()
+                .await?;
+            Ok(once(&engine).await)
+        });
+    }
+    // One skillsyncd per state dir, `--once` included: two would clean up
+    // each other's installs.
+    let _lock = InstanceLock::acquire(&dirs.state_dir)?;
     runtime.block_on(async move {
         let engine = daemon::start_engine(config, &paths)?;
         if args.once {
@@ -94,7 +107,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn once(engine: &skillsyncd::reconcile::Engine) -> ExitCode {
+async fn once(engine: &Engine) -> ExitCode {
     match engine.prune().await {
         Ok(events) => {
             for e in events {

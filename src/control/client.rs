@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use super::protocol::{
-    ErrorBody, EventsResponse, HoldAction, HoldResponse, ReloadResponse, SkillStatus,
+    ErrorBody, EventsResponse, HoldAction, HoldResponse, PlanResponse, ReloadResponse, SkillStatus,
     StatusResponse, SyncResponse, API_PREFIX,
 };
 use crate::paths::{expand_tilde, Paths, ENV_RUNTIME_DIR};
@@ -231,6 +231,16 @@ impl Client {
     pub async fn reload(&self) -> Result<ReloadResponse, ClientError> {
         self.call(Method::POST, &format!("{API_PREFIX}/reload"), self.timeout)
             .await
+    }
+
+    /// `GET /v1/plan`: what a pass would do (it may contact registries).
+    pub async fn plan(&self) -> Result<PlanResponse, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("{API_PREFIX}/plan"),
+            SYNC_WAIT_TIMEOUT,
+        )
+        .await
     }
 
     /// `GET /v1/events`.

@@ -14,8 +14,8 @@ pub mod server;
 use std::future::Future;
 
 use protocol::{
-    EventsResponse, HoldAction, HoldResponse, ReloadResponse, SkillStatus, StatusResponse,
-    SyncResponse,
+    EventsResponse, HoldAction, HoldResponse, PlanResponse, ReloadResponse, SkillStatus,
+    StatusResponse, SyncResponse,
 };
 
 /// What the server asks of the daemon. Implemented by the scheduler.
@@ -36,6 +36,8 @@ pub trait Controller: Send + Sync + 'static {
     ) -> impl Future<Output = Result<SyncResponse, String>> + Send;
     /// Reloads the config file.
     fn reload(&self) -> impl Future<Output = ReloadResponse> + Send;
+    /// What a pass would do now, changing nothing.
+    fn plan(&self) -> impl Future<Output = Result<PlanResponse, String>> + Send;
     /// Holds, rolls back or resumes one skill.
     fn hold(
         &self,

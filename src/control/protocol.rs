@@ -9,6 +9,7 @@
 //! | `POST /v1/sync[?wait=true]` | | [`SyncResponse`] for every skill |
 //! | `POST /v1/skills/NAME/sync[?wait=true]` | | [`SyncResponse`] for one |
 //! | `POST /v1/reload` | | [`ReloadResponse`] |
+//! | `GET /v1/plan` | | [`PlanResponse`]: what a pass would do, changing nothing |
 //! | `GET /v1/events` | | [`EventsResponse`]: the recent events, oldest first |
 //! | `POST /v1/skills/NAME/hold` | | [`HoldResponse`]: frozen at its version |
 //! | `POST /v1/skills/NAME/rollback` | | [`HoldResponse`]: previous generation, held |
@@ -261,4 +262,26 @@ pub struct Event {
 pub struct EventsResponse {
     /// The most recent events (a bounded list), oldest first.
     pub events: Vec<Event>,
+}
+
+/// `GET /v1/plan`: what a pass would do now, with nothing changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanResponse {
+    /// Folders the config no longer names that would be removed.
+    pub prune: Vec<String>,
+    /// Per configured skill.
+    pub skills: Vec<PlannedSkill>,
+}
+
+/// One skill's plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedSkill {
+    /// The skill.
+    pub name: String,
+    /// What would be done (`would install ...`, `would update ...`,
+    /// `would record ...`, `would back up ... and restore it`); empty when
+    /// nothing would change.
+    pub changes: Vec<String>,
+    /// Why it could not be done, if it could not (a conflict, an error).
+    pub error: Option<String>,
 }

@@ -522,6 +522,8 @@ enum Route {
     Skill(String),
     /// `GET /v1/events`.
     Events,
+    /// `GET /v1/plan`.
+    Plan,
     /// `POST /v1/sync` (`None`) or `POST /v1/skills/NAME/sync`.
     Sync { name: Option<String>, wait: bool },
     /// `POST /v1/reload`.
@@ -576,6 +578,7 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, ApiE
     let (allowed, route) = match segments.as_slice() {
         ["status"] => (Method::GET, Route::Status),
         ["events"] => (Method::GET, Route::Events),
+        ["plan"] => (Method::GET, Route::Plan),
         ["skills", name] if !name.is_empty() => (Method::GET, Route::Skill(name.to_string())),
         ["sync"] => (
             Method::POST,
@@ -733,6 +736,10 @@ async fn answer<C: Controller>(
     match route {
         Route::Status => Ok(json_response(StatusCode::OK, &controller.status())),
         Route::Events => Ok(json_response(StatusCode::OK, &controller.events())),
+        Route::Plan => match controller.plan().await {
+            Ok(plan) => Ok(json_response(StatusCode::OK, &plan)),
+            Err(m) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)),
+        },
         Route::Skill(name) => match controller.skill(&name) {
             Some(skill) => Ok(json_response(StatusCode::OK, &skill)),
             None => Err(ApiError::new(
@@ -874,6 +881,13 @@ pub(crate) mod tests {
 
         fn events(&self) -> crate::control::protocol::EventsResponse {
             crate::control::protocol::EventsResponse { events: Vec::new() }
+        }
+
+        async fn plan(&self) -> Result<crate::control::protocol::PlanResponse, String> {
+            Ok(crate::control::protocol::PlanResponse {
+                prune: Vec::new(),
+                skills: Vec::new(),
+            })
         }
 
         async fn sync(&self, name: Option<String>, wait: bool) -> Result<SyncResponse, String> {

@@ -819,3 +819,28 @@ fn a_conflict_is_one_event_however_often_it_is_seen() {
     assert_eq!(conflicts, 1, "{events}");
     assert_eq!(std::fs::read(mine.join("SKILL.md")).unwrap(), b"mine");
 }
+
+#[test]
+fn skillsyncctl_plan_shows_what_a_pass_would_do_and_changes_nothing() {
+    let s = Service::new();
+    s.publisher.push(&skill("hello", "1.0.0").build());
+    s.env.write_config(&s.config_text(&["hello"]));
+    let _daemon = s.start();
+    s.wait_in_sync("hello", "1.0.0");
+    s.publisher.push(&skill("hello", "1.1.0").build());
+    let before = crate::support::read_tree(&s.env.skill_dir("claude", "hello"));
+    let out = s.ctl(&["plan"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("would update hello 1.0.0 -> 1.1.0 in claude"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        crate::support::read_tree(&s.env.skill_dir("claude", "hello")),
+        before
+    );
+    assert_eq!(s.skill_status("hello")["version"], "1.0.0");
+    let json: Value = serde_json::from_slice(&s.ctl(&["plan", "--json"]).stdout).unwrap();
+    assert_eq!(json["skills"][0]["name"], "hello");
+}

@@ -263,3 +263,96 @@ fn prune_false_keeps_what_the_config_no_longer_names() {
     assert!(w.dir("claude", "alpha").exists());
     assert!(w.dir("cursor", "alpha").exists());
 }
+
+/// Every name, size and byte under `dir`, hashed: equal before and after
+/// means nothing was written.
+fn tree_hash(dir: &Path) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for (path, bytes) in fingerprint(dir) {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(&bytes);
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+#[test]
+fn a_dry_run_says_what_it_would_do_and_writes_nothing() {
+    let w = World::new();
+    for name in ["alpha", "beta", "gamma"] {
+        w.publisher.push(&skill(name, "1.0.0"));
+    }
+    w.config(
+        "",
+        &[
+            ("alpha", ""),
+            ("beta", ""),
+            ("gamma", "on_drift = \"restore\""),
+        ],
+    );
+    assert_eq!(w.once().status.code(), Some(0));
+    // An update, an annotation-only change, a removed skill, an edit to
+    // restore, a new skill, and a folder that is not ours.
+    w.publisher.push(&skill("alpha", "1.1.0"));
+    w.publisher.promote(
+        "examples/beta",
+        "1.0.0",
+        crate::support::skillimage::Status::Deprecated,
+    );
+    std::fs::write(w.dir("claude", "gamma").join("SKILL.md"), "edited\n").unwrap();
+    w.publisher.push(&skill("delta", "1.0.0"));
+    w.publisher.push(&skill("theirs", "1.0.0"));
+    write_file(&w.dir("claude", "theirs").join("SKILL.md"), b"not ours");
+    w.config(
+        "",
+        &[
+            ("alpha", ""),
+            ("gamma", "on_drift = \"restore\""),
+            ("delta", ""),
+            ("theirs", ""),
+            ("beta", "tag = \"1.0.0\""),
+        ],
+    );
+    let home_before = tree_hash(w.env.home());
+    let state_before = tree_hash(w.env.state_home());
+    let cache_before = tree_hash(w.env.cache_home());
+
+    let out = w
+        .env
+        .daemon()
+        .args(["--once", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = out_text(&out);
+    eprintln!("{text}");
+    assert!(
+        text.contains("would update alpha 1.0.0 -> 1.1.0 in claude"),
+        "{text}"
+    );
+    assert!(
+        text.contains("would install delta 1.0.0 into claude"),
+        "{text}"
+    );
+    assert!(text.contains("would record beta"), "{text}");
+    assert!(text.contains("would back up gamma in claude"), "{text}");
+    assert!(text.contains("not installed by skillsyncd"), "{text}");
+    assert_eq!(tree_hash(w.env.home()), home_before, "HOME untouched");
+    assert_eq!(
+        tree_hash(w.env.state_home()),
+        state_before,
+        "state untouched"
+    );
+    assert_eq!(
+        tree_hash(w.env.cache_home()),
+        cache_before,
+        "cache untouched"
+    );
+
+    // The real pass then does it.
+    w.once();
+    assert!(read_tree(&w.dir("claude", "alpha"))["SKILL.md"]
+        .windows(5)
+        .any(|b| b == b"1.1.0"));
+}
