@@ -235,6 +235,22 @@ pub struct Skill {
     pub targets: Vec<String>,
     /// What to do when an installed copy was edited or deleted.
     pub on_drift: OnDrift,
+    /// What to do when the installed version is archived.
+    pub on_archived: OnArchived,
+    /// Take over a folder of this name that skillsyncd did not install,
+    /// after backing it up under the state dir.
+    pub adopt: bool,
+}
+
+/// `on_archived`: what to do when the installed version's tag is deleted
+/// from the registry (skillctl's `archived`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnArchived {
+    /// Keep it installed; status says `archived`.
+    #[default]
+    Keep,
+    /// Uninstall it (where ours and unedited).
+    Remove,
 }
 
 /// `on_drift`: what to do with a managed folder edited (or deleted) since
@@ -349,6 +365,7 @@ struct RawDefaults {
     channel: Option<Spanned<String>>,
     targets: Option<SpannedList>,
     on_drift: Option<Spanned<String>>,
+    on_archived: Option<Spanned<String>>,
 }
 
 /// `[registries.KEY]`, as written.
@@ -377,6 +394,8 @@ struct RawSkill {
     digest: Option<Spanned<String>>,
     targets: Option<SpannedList>,
     on_drift: Option<Spanned<String>>,
+    on_archived: Option<Spanned<String>>,
+    adopt: Option<bool>,
 }
 
 /// What `[defaults]` gives a skill that does not say.
@@ -384,6 +403,7 @@ struct SkillDefaults<'a> {
     channel: Option<Channel>,
     targets: Option<&'a [String]>,
     on_drift: OnDrift,
+    on_archived: OnArchived,
 }
 
 /// A size: an integer number of bytes or a string with a unit.
@@ -482,6 +502,11 @@ impl Checker<'_> {
             .and_then(|d| d.on_drift.as_ref())
             .and_then(|v| self.check_on_drift(v))
             .unwrap_or_default();
+        let default_on_archived = defaults
+            .as_ref()
+            .and_then(|d| d.on_archived.as_ref())
+            .and_then(|v| self.check_on_archived(v))
+            .unwrap_or_default();
 
         if raw.skills.is_empty() {
             self.error(0..0, "no skills configured: add a [skills.NAME] table");
@@ -498,6 +523,7 @@ impl Checker<'_> {
                     channel: default_channel,
                     targets: default_targets.as_deref(),
                     on_drift: default_on_drift,
+                    on_archived: default_on_archived,
                 },
             ) else {
                 continue;
@@ -670,6 +696,24 @@ impl Checker<'_> {
         v
     }
 
+    fn check_on_archived(&mut self, value: &Spanned<String>) -> Option<OnArchived> {
+        let v = match value.get_ref().as_str() {
+            "keep" => Some(OnArchived::Keep),
+            "remove" => Some(OnArchived::Remove),
+            _ => None,
+        };
+        if v.is_none() {
+            self.error(
+                value.span(),
+                format!(
+                    "unknown on_archived {:?}: use \"keep\" or \"remove\"",
+                    value.get_ref()
+                ),
+            );
+        }
+        v
+    }
+
     fn check_channel(&mut self, value: &Spanned<String>) -> Option<Channel> {
         let channel = parse_channel(value.get_ref());
         if channel.is_none() {
@@ -751,6 +795,10 @@ impl Checker<'_> {
             Some(v) => self.check_on_drift(v),
             None => Some(default_on_drift),
         };
+        let on_archived = match &raw.on_archived {
+            Some(v) => self.check_on_archived(v),
+            None => Some(defaults.on_archived),
+        };
 
         let targets = match &raw.targets {
             Some(list) if list.get_ref().is_empty() => {
@@ -800,6 +848,8 @@ impl Checker<'_> {
             selector: selector?,
             targets,
             on_drift: on_drift?,
+            on_archived: on_archived?,
+            adopt: raw.adopt.unwrap_or(false),
         })
     }
 
@@ -1278,6 +1328,8 @@ channel = "testing"
                         },
                         targets: vec!["claude".into(), "cursor".into(), "project-x".into()],
                         on_drift: OnDrift::Report,
+                        on_archived: OnArchived::Keep,
+                        adopt: false,
                     },
                 ),
                 (
@@ -1288,6 +1340,8 @@ channel = "testing"
                         selector: Selector::Tag("1.0.0".into()),
                         targets: vec!["claude".into()],
                         on_drift: OnDrift::Report,
+                        on_archived: OnArchived::Keep,
+                        adopt: false,
                     },
                 ),
                 (
@@ -1298,6 +1352,8 @@ channel = "testing"
                         selector: Selector::Digest(DIGEST.parse().unwrap()),
                         targets: vec!["windsurf".into()],
                         on_drift: OnDrift::Report,
+                        on_archived: OnArchived::Keep,
+                        adopt: false,
                     },
                 ),
                 (
@@ -1311,6 +1367,8 @@ channel = "testing"
                         },
                         targets: vec!["claude".into()],
                         on_drift: OnDrift::Report,
+                        on_archived: OnArchived::Keep,
+                        adopt: false,
                     },
                 ),
             ]),

@@ -311,6 +311,10 @@ impl Daemon {
             downloaded: 0,
             held: prev.and_then(|p| p.hold.as_ref()).map(|h| h.describe()),
             events: Vec::new(),
+            archived: prev.is_some_and(|p| p.archived),
+            backups: prev
+                .map(|p| crate::reconcile::describe_backups(&p.backups))
+                .unwrap_or_default(),
         }
     }
 
@@ -493,7 +497,13 @@ impl Daemon {
             follows: follows(&slot.skill),
             version: report.and_then(|r| r.version.clone()),
             digest: report.and_then(|r| r.digest.as_ref().map(|d| d.to_string())),
-            status: report.and_then(|r| r.status.map(|s| s.to_string())),
+            status: report.and_then(|r| {
+                if r.archived {
+                    Some("archived".to_string())
+                } else {
+                    r.status.map(|s| s.to_string())
+                }
+            }),
             state,
             error: report.and_then(|r| r.error.clone()),
             last_checked: view.last_checked.map(rfc3339),
@@ -522,6 +532,7 @@ impl Daemon {
                 })
                 .unwrap_or_default(),
             held: report.and_then(|r| r.held.clone()),
+            backups: report.map(|r| r.backups.clone()).unwrap_or_default(),
         }
     }
 

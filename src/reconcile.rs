@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::cache::{Cache, Fetched};
 use crate::channel::{self, Lookup, SelectError, Status, VersionTag};
-use crate::config::{Config, OnDrift, Selector, Skill};
+use crate::config::{Config, OnArchived, OnDrift, Selector, Skill};
 use crate::control::protocol::{Event, EventKind};
 use crate::error::{Error, Result};
 use crate::install;
@@ -32,8 +32,8 @@ use crate::manifest::{self, Parsed, SkillManifest};
 use crate::ownership::{self, Marker, MARKER_FILE};
 use crate::provenance::{self, Provenance};
 use crate::reference::{Digest, ImageRef};
-use crate::source::{Source, Sources};
-use crate::state::{Hold, HoldReason, Installed, SkillState, State, TargetState};
+use crate::source::{Source, SourceError, Sources};
+use crate::state::{Backup, Hold, HoldReason, Installed, SkillState, State, TargetState};
 use crate::tree::{self, TreeRecord};
 use crate::unpack;
 
@@ -111,6 +111,26 @@ pub struct SkillReport {
     pub held: Option<String>,
     /// What this pass did, typed (the same as `changes`).
     pub events: Vec<Event>,
+    /// The installed version's tag is gone from the registry.
+    pub archived: bool,
+    /// Copies kept of replaced folders (`claude adopted at …: /path`).
+    pub backups: Vec<String>,
+}
+
+/// Backups as status lists them.
+pub fn describe_backups(backups: &[Backup]) -> Vec<String> {
+    backups
+        .iter()
+        .map(|b| {
+            format!(
+                "{} {} at {}: {}",
+                b.target,
+                b.reason,
+                b.at,
+                b.path.display()
+            )
+        })
+        .collect()
 }
 
 impl SkillReport {
@@ -207,6 +227,9 @@ struct Desired {
     /// A deprecated version kept because it is installed and nothing newer
     /// qualifies.
     kept_deprecated: bool,
+    /// The installed version's tag is gone from the registry (archived);
+    /// it stays installed (or is removed, per `on_archived`).
+    archived: bool,
 }
 
 /// Everything a pass needs, shared by all skills.
@@ -252,6 +275,40 @@ async fn recognise(path: &Path, name: &str) -> Option<(TargetState, bool)> {
     .await
     .ok()
     .flatten()
+}
+
+fn prev_backups(prev: Option<&SkillState>) -> Vec<String> {
+    prev.map(|p| describe_backups(&p.backups))
+        .unwrap_or_default()
+}
+
+/// Whether a managed folder may be removed: `None` when it is ours and
+/// unedited, else why it is kept.
+async fn removable(name: &str, t: &TargetState) -> Result<Option<String>> {
+    let mut record = t.tree.clone();
+    let path = t.path.clone();
+    let skill_name = name.to_string();
+    tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+        if Marker::read(&path, &skill_name).is_none() && record.is_none() {
+            return Ok(Some("it carries no skillsyncd marker".into()));
+        }
+        match record.as_mut() {
+            Some(rec) => {
+                let drift = tree::check(&path, rec, &[MARKER_FILE])?;
+                Ok((!drift.is_clean()).then(|| format!("it was edited: {}", drift.summary())))
+            }
+            None => {
+                let marker = Marker::read(&path, &skill_name);
+                let hash = tree::hash_only(&path, &[MARKER_FILE])?;
+                Ok(
+                    (marker.map(|m| m.tree_hash) != Some(hash))
+                        .then(|| "it was edited".to_string()),
+                )
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::Task(format!("removal check failed: {e}")))?
 }
 
 /// Compares a folder with its recorded tree (re-hashing only what changed).
@@ -497,6 +554,7 @@ impl Engine {
                     manifest: None,
                     known: k,
                     kept_deprecated: false,
+                    archived: false,
                 });
             }
             let m = self.load_manifest(source, image, &ref_digest).await?;
@@ -505,17 +563,52 @@ impl Engine {
                 ref_digest,
                 manifest: Some(m),
                 kept_deprecated: false,
+                archived: false,
             })
+        };
+        // What is installed now (in some target), kept if its tag is gone.
+        let installed = prev.and_then(|p| {
+            let current = p.current.as_ref()?;
+            p.targets
+                .values()
+                .any(|t| {
+                    t.installed
+                        .as_ref()
+                        .is_some_and(|i| i.layer_digest == current.layer_digest)
+                })
+                .then(|| current.clone())
+        });
+        let keep_archived = |k: Installed| Desired {
+            ref_digest: prev
+                .and_then(|p| p.ref_digest.clone())
+                .unwrap_or_else(|| k.manifest_digest.clone()),
+            manifest: None,
+            known: k,
+            kept_deprecated: false,
+            archived: true,
         };
         match &skill.selector {
             Selector::Digest(d) => from_digest(d.clone()).await,
-            Selector::Tag(t) => from_digest(source.resolve_tag(image, t).await?).await,
+            Selector::Tag(t) => match (source.resolve_tag(image, t).await, installed.clone()) {
+                (Ok(d), _) => from_digest(d).await,
+                // The tag was deleted (archived): what is installed stays.
+                (Err(SourceError::NotFound { .. }), Some(k)) => Ok(keep_archived(k)),
+                (Err(e), _) => Err(e.into()),
+            },
             Selector::Channel { channel, version } => {
                 let tags = source.list_tags(image).await?;
                 let installed_version = prev
                     .and_then(|p| p.current.as_ref())
                     .and_then(|c| c.version.as_deref())
                     .and_then(|v| semver::Version::parse(v).ok());
+                // The installed version's tags all gone: archived.
+                let archived = installed.is_some()
+                    && installed_version.as_ref().is_some_and(|v| {
+                        !tags
+                            .iter()
+                            .filter_map(|t| channel::parse_tag(t))
+                            .any(|t| &t.version == v)
+                    });
                 let fetched: StdMutex<HashMap<Digest, SkillManifest>> =
                     StdMutex::new(HashMap::new());
                 let fetched_ref = &fetched;
@@ -544,11 +637,27 @@ impl Engine {
                     installed_version.as_ref(),
                     lookup,
                 )
-                .await
-                .map_err(|e| match e {
-                    SelectError::Lookup(e) => e,
-                    other => Error::NoVersion(format!("{image}: {other}")),
-                })?;
+                .await;
+                let sel = match (sel, archived.then(|| installed.clone()).flatten()) {
+                    // Archived and nothing newer: the installed one stays.
+                    (
+                        Err(SelectError::NoCandidates { .. } | SelectError::NoneQualifies { .. }),
+                        Some(k),
+                    ) => {
+                        return Ok(keep_archived(k));
+                    }
+                    (Ok(sel), Some(k))
+                        if installed_version
+                            .as_ref()
+                            .is_some_and(|v| &sel.tag.version < v) =>
+                    {
+                        return Ok(keep_archived(k));
+                    }
+                    (sel, _) => sel.map_err(|e| match e {
+                        SelectError::Lookup(e) => e,
+                        other => Error::NoVersion(format!("{image}: {other}")),
+                    })?,
+                };
                 let manifest = fetched.lock().ok().and_then(|mut m| m.remove(&sel.digest));
                 let known = match (&manifest, known(&sel.digest)) {
                     (Some(m), _) => Self::installed_from(m)?,
@@ -561,6 +670,7 @@ impl Engine {
                             manifest: Some(m),
                             known: k,
                             kept_deprecated: sel.kept_deprecated,
+                            archived: false,
                         });
                     }
                 };
@@ -569,6 +679,7 @@ impl Engine {
                     manifest,
                     known,
                     kept_deprecated: sel.kept_deprecated,
+                    archived: false,
                 })
             }
         }
@@ -618,30 +729,7 @@ impl Engine {
                 if !self.config.daemon.prune {
                     continue;
                 }
-                let mut record = t.tree.clone();
-                let path = t.path.clone();
-                let skill_name = name.clone();
-                let verdict = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
-                    // Ours and unedited, or why not.
-                    if Marker::read(&path, &skill_name).is_none() && record.is_none() {
-                        return Ok(Some("it carries no skillsyncd marker".into()));
-                    }
-                    match record.as_mut() {
-                        Some(rec) => {
-                            let drift = tree::check(&path, rec, &[MARKER_FILE])?;
-                            Ok((!drift.is_clean())
-                                .then(|| format!("it was edited: {}", drift.summary())))
-                        }
-                        None => {
-                            let marker = Marker::read(&path, &skill_name);
-                            let hash = tree::hash_only(&path, &[MARKER_FILE])?;
-                            Ok((marker.map(|m| m.tree_hash) != Some(hash))
-                                .then(|| "it was edited".to_string()))
-                        }
-                    }
-                })
-                .await
-                .map_err(|e| Error::Task(format!("prune check failed: {e}")))??;
+                let verdict = removable(&name, &t).await?;
                 let installed = t.installed.clone();
                 let event = |kind: EventKind, message: String| Event {
                     at: now_rfc3339(),
@@ -691,6 +779,64 @@ impl Engine {
             self.save_state(&state).await?;
         }
         Ok(events)
+    }
+
+    /// `on_archived = "remove"`: uninstalls an archived skill from every
+    /// target where it is ours and unedited.
+    async fn remove_archived(
+        &self,
+        skill: &Skill,
+        prev: Option<SkillState>,
+        known: &Installed,
+        report: &mut SkillReport,
+    ) -> Result<()> {
+        let Some(mut skill_state) = prev else {
+            return Ok(());
+        };
+        let label = format!(
+            "{} {}",
+            skill.name,
+            known.version.as_deref().unwrap_or("(no version)")
+        );
+        let names: Vec<String> = skill_state.targets.keys().cloned().collect();
+        for tname in names {
+            let Some(t) = skill_state.targets.get(&tname).cloned() else {
+                continue;
+            };
+            if !exists(&t.path) {
+                skill_state.targets.remove(&tname);
+                continue;
+            }
+            if let Some(why) = removable(&skill.name, &t).await? {
+                report
+                    .changes
+                    .push(format!("{label} is archived; kept in {tname}: {why}"));
+                continue;
+            }
+            if self.dry_run {
+                report
+                    .changes
+                    .push(format!("would remove {label} from {tname}: archived"));
+                continue;
+            }
+            let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let folder = skill.name.clone();
+            tokio::task::spawn_blocking(move || install::uninstall(&dir, &folder))
+                .await
+                .map_err(|e| Error::Task(format!("removal failed: {e}")))??;
+            skill_state.targets.remove(&tname);
+            report.record(
+                EventKind::Prune,
+                Some(&tname),
+                known,
+                format!(
+                    "removed {label} from {tname} ({}): archived",
+                    t.path.display()
+                ),
+            );
+        }
+        skill_state.archived = true;
+        self.commit_state(&skill.name, &skill_state).await
     }
 
     /// Copies an edited skill folder to
@@ -844,8 +990,11 @@ impl Engine {
             downloaded: 0,
             held: None,
             events: Vec::new(),
+            archived: false,
+            backups: prev_backups(None),
         };
         let prev = self.state.lock().await.skills.get(&skill.name).cloned();
+        report.backups = prev_backups(prev.as_ref());
         if let Some(hold) = prev.as_ref().and_then(|p| p.hold.clone()) {
             // Frozen: no resolution, no network; the held version is kept
             // (and put back from the cache where a target lost it).
@@ -858,6 +1007,7 @@ impl Engine {
                 manifest: None,
                 known: hold.installed,
                 kept_deprecated: false,
+                archived: false,
             };
             if let Err(e) = self.apply(&source, skill, prev, desired, &mut report).await {
                 report.state = SyncState::Error;
@@ -882,6 +1032,17 @@ impl Engine {
         report.version = desired.known.version.clone();
         report.digest = Some(desired.known.manifest_digest.clone());
         report.status = Some(desired.known.status);
+        report.archived = desired.archived;
+        if desired.archived && skill.on_archived == OnArchived::Remove {
+            if let Err(e) = self
+                .remove_archived(skill, prev, &desired.known, &mut report)
+                .await
+            {
+                report.state = SyncState::Error;
+                report.error = Some(e.to_string());
+            }
+            return report;
+        }
         if let Err(e) = self.apply(&source, skill, prev, desired, &mut report).await {
             report.state = SyncState::Error;
             report.error = Some(e.to_string());
@@ -956,10 +1117,21 @@ impl Engine {
             );
         }
 
+        if desired.archived && !prev.as_ref().is_some_and(|p| p.archived) {
+            report.record(
+                EventKind::Archived,
+                None,
+                known,
+                format!("{label} was archived (its tag is gone from the registry); kept installed"),
+            );
+        }
+        let archived_changed = skill_state.archived != desired.archived;
+        skill_state.archived = desired.archived;
+
         // Step 2: plan every target: recognise our own folders (even
         // without a state record), look for local edits, then decide.
         let mut plans = Vec::new();
-        let mut recorded_changed = false;
+        let mut recorded_changed = archived_changed;
         let mut hold_for_drift: Option<String> = None;
         for tname in &skill.targets {
             let Some(target) = self.config.targets.get(tname) else {
@@ -1008,6 +1180,13 @@ impl Engine {
                     OnDrift::Restore => {
                         if present {
                             let backup = self.backup(&skill.name, &target.name, &path).await?;
+                            skill_state.backups.push(Backup {
+                                target: target.name.clone(),
+                                path: backup.clone(),
+                                reason: "restored".into(),
+                                at: now_rfc3339(),
+                            });
+                            recorded_changed = true;
                             report.changes.push(format!(
                                 "{} in {} was {what}; backed up to {} and restored",
                                 skill.name,
@@ -1041,6 +1220,49 @@ impl Engine {
                     &known.manifest_digest,
                     &known.layer_digest,
                 ),
+            };
+            let plan = match plan {
+                TargetPlan::Conflict if skill.adopt && self.dry_run => {
+                    report.changes.push(format!(
+                        "would adopt {} in {} (backing up what is there)",
+                        path.display(),
+                        target.name
+                    ));
+                    TargetPlan::Install
+                }
+                TargetPlan::Conflict if skill.adopt => {
+                    let backup = self.backup(&skill.name, &target.name, &path).await?;
+                    skill_state.backups.push(Backup {
+                        target: target.name.clone(),
+                        path: backup.clone(),
+                        reason: "adopted".into(),
+                        at: now_rfc3339(),
+                    });
+                    // Ours from here on: the install replaces it.
+                    skill_state.targets.insert(
+                        tname.clone(),
+                        TargetState {
+                            path: path.clone(),
+                            installed: None,
+                            pending: None,
+                            tree: None,
+                        },
+                    );
+                    recorded_changed = true;
+                    report.record(
+                        EventKind::Adopt,
+                        Some(&target.name),
+                        known,
+                        format!(
+                            "adopted {} in {}: what was there is backed up to {}",
+                            skill.name,
+                            target.name,
+                            backup.display()
+                        ),
+                    );
+                    TargetPlan::Install
+                }
+                other => other,
             };
             plans.push((target.clone(), path, plan));
         }
@@ -1295,6 +1517,7 @@ impl Engine {
         if state_changed {
             self.commit_state(&skill.name, &skill_state).await?;
         }
+        report.backups = describe_backups(&skill_state.backups);
         if let Some(c) = report
             .targets
             .iter()

@@ -54,6 +54,25 @@ pub struct SkillState {
     /// no resolution, the held version is kept installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
+    /// Copies kept of folders replaced by hand-edit restores and adoptions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<Backup>,
+    /// The installed version's tag was gone at the last check (archived).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub archived: bool,
+}
+
+/// A copy of a folder skillsyncd replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    /// The target it was in.
+    pub target: String,
+    /// Where the copy is.
+    pub path: PathBuf,
+    /// `adopted` or `restored`.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
 }
 
 /// Why and where a skill is frozen.
@@ -209,6 +228,8 @@ mod tests {
                 current: None,
                 history: Vec::new(),
                 hold: None,
+                backups: Vec::new(),
+                archived: false,
                 targets: BTreeMap::from([(
                     "claude".into(),
                     TargetState {

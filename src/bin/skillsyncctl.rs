@@ -794,6 +794,9 @@ fn render_skill(s: &SkillStatus, now: SystemTime, style: &Style) -> String {
     if let Some(e) = &s.error {
         let _ = writeln!(out, "  {:<11} {}", "error:", style.paint(e, Color::Red));
     }
+    for b in &s.backups {
+        let _ = writeln!(out, "  {:<11} {b}", "backup:");
+    }
     let _ = writeln!(out, "  targets:");
     let rows: Vec<Vec<Cell>> = s
         .targets
@@ -1042,6 +1045,7 @@ mod tests {
                 error: None,
             }],
             held: None,
+            backups: Vec::new(),
         }
     }
 

@@ -122,6 +122,10 @@ pub struct SkillStatus {
     /// Set while the skill is held or rolled back: `held at 1.0.0 since …`.
     #[serde(default)]
     pub held: Option<String>,
+    /// Copies kept of folders replaced by an adoption or a restore:
+    /// `claude adopted 2026-…: /path`.
+    #[serde(default)]
+    pub backups: Vec<String>,
 }
 
 /// One target of a skill.
@@ -236,6 +240,10 @@ pub enum EventKind {
     Prune,
     /// A managed folder was found edited or deleted.
     Drift,
+    /// The installed version's tag was deleted from the registry.
+    Archived,
+    /// A folder skillsyncd did not install was taken over (`adopt = true`).
+    Adopt,
 }
 
 /// One event.

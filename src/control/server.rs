@@ -846,6 +846,7 @@ pub(crate) mod tests {
                 error: None,
             }],
             held: None,
+            backups: Vec::new(),
         }
     }
 

@@ -356,3 +356,88 @@ fn a_dry_run_says_what_it_would_do_and_writes_nothing() {
         .windows(5)
         .any(|b| b == b"1.1.0"));
 }
+
+#[test]
+fn an_archived_version_stays_installed_or_is_removed_on_request() {
+    use crate::support::skillimage::Status;
+    let w = World::new();
+    w.publisher.push(&skill("hello", "1.0.0"));
+    let v11 = skill("hello", "1.1.0");
+    w.publisher.push(&v11);
+    w.config("", &[("hello", "")]);
+    assert_eq!(w.once().status.code(), Some(0));
+    // skillctl: deprecate, then archive (the version tag is deleted).
+    w.publisher
+        .promote("examples/hello", "1.1.0", Status::Deprecated);
+    w.publisher
+        .promote("examples/hello", "1.1.0", Status::Archived);
+    assert!(!w
+        .publisher
+        .tags("examples/hello")
+        .contains(&"1.1.0".to_string()));
+
+    let out = w.once();
+    assert_eq!(out.status.code(), Some(0), "{}", out_text(&out));
+    assert!(
+        out_text(&out).contains("was archived"),
+        "{}",
+        out_text(&out)
+    );
+    // Not downgraded to 1.0.0: the archived version stays.
+    assert_eq!(read_tree(&w.dir("claude", "hello")), v11.files);
+    assert!(w.state()["skills"]["hello"]["archived"]
+        .as_bool()
+        .unwrap_or(false));
+    // Said once, not on every pass.
+    let out = w.once();
+    assert!(
+        !out_text(&out).contains("was archived"),
+        "{}",
+        out_text(&out)
+    );
+
+    // on_archived = "remove" uninstalls it.
+    w.config("", &[("hello", "on_archived = \"remove\"")]);
+    let out = w.once();
+    assert_eq!(out.status.code(), Some(0), "{}", out_text(&out));
+    assert!(out_text(&out).contains("archived"), "{}", out_text(&out));
+    assert!(!w.dir("claude", "hello").exists());
+    assert!(!w.dir("cursor", "hello").exists());
+}
+
+#[test]
+fn adopt_takes_a_foreign_folder_over_keeping_a_backup() {
+    let w = World::new();
+    let img = skill("hello", "1.0.0");
+    w.publisher.push(&img);
+    let theirs = w.dir("claude", "hello");
+    write_file(&theirs.join("SKILL.md"), b"installed by skillctl install");
+    w.config("", &[("hello", "adopt = true")]);
+    let out = w.once();
+    assert_eq!(out.status.code(), Some(0), "{}", out_text(&out));
+    assert!(
+        out_text(&out).contains("adopted hello in claude"),
+        "{}",
+        out_text(&out)
+    );
+    assert_eq!(read_tree(&theirs), img.files);
+    let backups = &w.state()["skills"]["hello"]["backups"];
+    assert_eq!(backups[0]["reason"], "adopted", "{backups}");
+    let copy = PathBuf::from(backups[0]["path"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(copy.join("SKILL.md")).unwrap(),
+        b"installed by skillctl install"
+    );
+    // Ours from now on: updates flow, no conflict, no second backup.
+    let v2 = skill("hello", "1.1.0");
+    w.publisher.push(&v2);
+    assert_eq!(w.once().status.code(), Some(0));
+    assert_eq!(read_tree(&theirs), v2.files);
+    assert_eq!(
+        w.state()["skills"]["hello"]["backups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
