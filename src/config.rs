@@ -267,6 +267,19 @@ pub enum OnDrift {
 }
 
 impl Config {
+    /// Whether the config still wants skill `skill` installed at `path`
+    /// through target `target` (false once the skill or the target is
+    /// removed, or the target's folder moved).
+    pub fn wants(&self, skill: &str, target: &str, path: &Path) -> bool {
+        self.skills
+            .get(skill)
+            .is_some_and(|s| s.targets.iter().any(|t| t == target))
+            && self
+                .targets
+                .get(target)
+                .is_some_and(|t| t.path.join(skill) == path)
+    }
+
     /// Reads and validates a config file, expanding `~` to the home
     /// directory found by [`Paths::from_env`].
     ///

@@ -543,21 +543,10 @@ impl Daemon {
             .skills
             .iter()
             .filter_map(|(name, s)| {
-                let configured = engine.config().skills.get(name);
                 let paths: Vec<String> = s
                     .targets
                     .iter()
-                    .filter(|(tname, t)| match configured {
-                        None => true,
-                        Some(skill) => {
-                            !skill.targets.contains(tname)
-                                || engine
-                                    .config()
-                                    .targets
-                                    .get(*tname)
-                                    .is_none_or(|target| target.path.join(name) != t.path)
-                        }
-                    })
+                    .filter(|(tname, t)| !engine.config().wants(name, tname, &t.path))
                     .map(|(_, t)| t)
                     .filter(|t| t.installed.is_some() && t.path.exists())
                     .map(|t| t.path.display().to_string())

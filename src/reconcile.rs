@@ -704,17 +704,7 @@ impl Engine {
             let stale: Vec<String> = skill_state
                 .targets
                 .iter()
-                .filter(|(tname, t)| match configured {
-                    None => true,
-                    Some(skill) => {
-                        !skill.targets.contains(tname)
-                            || self
-                                .config
-                                .targets
-                                .get(*tname)
-                                .is_none_or(|target| target.path.join(&name) != t.path)
-                    }
-                })
+                .filter(|(tname, t)| !self.config.wants(&name, tname, &t.path))
                 .map(|(tname, _)| tname.clone())
                 .collect();
             for tname in stale {
