@@ -21,7 +21,7 @@ use crate::support::{wait_until, KillOnDrop, TestEnv};
 /// A registry behind a proxy, a publisher, a sandbox, and a daemon log file.
 struct Service {
     env: TestEnv,
-    _registry: Registry,
+    registry: Option<Registry>,
     proxy: Proxy,
     publisher: Publisher,
 }
@@ -39,10 +39,15 @@ impl Service {
         let publisher = Publisher::new(registry.host());
         Service {
             env: TestEnv::new(),
-            _registry: registry,
+            registry: Some(registry),
             proxy,
             publisher,
         }
+    }
+
+    /// Stops the registry for good (its storage goes with it).
+    fn stop_registry(&mut self) {
+        self.registry = None;
     }
 
     fn image(&self, repo: &str) -> String {
@@ -843,4 +848,29 @@ fn skillsyncctl_plan_shows_what_a_pass_would_do_and_changes_nothing() {
     assert_eq!(s.skill_status("hello")["version"], "1.0.0");
     let json: Value = serde_json::from_slice(&s.ctl(&["plan", "--json"]).stdout).unwrap();
     assert_eq!(json["skills"][0]["name"], "hello");
+}
+
+#[test]
+fn rollback_needs_no_registry_at_all() {
+    let mut s = Service::new();
+    let v1 = skill("hello", "1.0.0").build();
+    s.publisher.push(&v1);
+    s.env.write_config(&s.config_text(&["hello"]));
+    let _daemon = s.start();
+    s.wait_in_sync("hello", "1.0.0");
+    s.publisher.push(&skill("hello", "1.1.0").build());
+    assert!(s.ctl(&["sync", "hello", "--wait"]).status.success());
+    s.stop_registry();
+    let out = s.ctl(&["rollback", "hello"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(s.env.read_skill("claude", "hello"), v1.files);
+    let st = s.skill_status("hello");
+    assert_eq!(st["state"], "in_sync", "{st}");
+    assert!(
+        st["held"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back to 1.0.0"),
+        "{st}"
+    );
 }
