@@ -1200,8 +1200,9 @@ impl Engine {
                         ))
                     }
                     OnDrift::Report => TargetPlan::Drifted(format!(
-                        "{} was {what}; left as it is (on_drift = \"restore\" puts the installed version back)",
-                        path.display()
+                        "{} was {what}; left as it is (skillsyncctl resume {} accepts it; on_drift = \"restore\" puts the installed version back)",
+                        path.display(),
+                        skill.name
                     )),
                 },
                 None => plan_target(

@@ -360,8 +360,9 @@ fn render_events(events: &[Event], now: SystemTime, style: &Style) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<9} {:<13} {}",
+            "  {:<9} {:<16} {:<13} {}",
             when(&e.at, now),
+            e.skill,
             style.paint(&kind, color),
             e.message
         );
