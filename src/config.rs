@@ -194,6 +194,10 @@ pub struct RegistrySettings {
     pub insecure: bool,
     /// When set, KEY is an alias for this OCI image layout directory.
     pub layout: Option<PathBuf>,
+    /// Credentials for this registry come from this file only (docker's
+    /// `config.json` or podman's `auth.json` format) instead of the usual
+    /// search.
+    pub auth_file: Option<PathBuf>,
 }
 
 /// A place skills are installed into.
@@ -387,6 +391,7 @@ struct RawDefaults {
 struct RawRegistry {
     insecure: Option<Spanned<bool>>,
     layout: Option<Spanned<String>>,
+    auth_file: Option<Spanned<String>>,
 }
 
 /// `[targets.NAME]`, as written.
@@ -643,6 +648,9 @@ impl Checker<'_> {
             let mut settings = RegistrySettings::default();
             if let Some(insecure) = &reg.insecure {
                 settings.insecure = *insecure.get_ref();
+            }
+            if let Some(file) = &reg.auth_file {
+                settings.auth_file = self.path_setting(file, "auth_file");
             }
             if let Some(layout) = &reg.layout {
                 settings.layout = self.path_setting(layout, "layout");
@@ -1289,6 +1297,7 @@ channel = "testing"
                     RegistrySettings {
                         insecure: true,
                         layout: None,
+                        auth_file: None,
                     },
                 ),
                 (
@@ -1296,6 +1305,7 @@ channel = "testing"
                     RegistrySettings {
                         insecure: false,
                         layout: Some(PathBuf::from("/etc/sk/demo/layout")),
+                        auth_file: None,
                     },
                 ),
             ]),
@@ -1565,7 +1575,8 @@ channel = "testing"
             c.registries["myreg"],
             RegistrySettings {
                 insecure: true,
-                layout: None
+                layout: None,
+                auth_file: None,
             }
         );
     }

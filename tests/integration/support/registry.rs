@@ -40,6 +40,16 @@ impl Registry {
     ///
     /// Panics with the registry's log if it does not come up.
     pub fn start() -> Registry {
+        Self::start_with(None)
+    }
+
+    /// Starts a registry that requires `user` / `password` (htpasswd, the
+    /// bcrypt hash distribution demands). `GET /v2/` then answers 401.
+    pub fn start_with_htpasswd(user: &str, password: &str) -> Registry {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Registry {
         assert!(
             Path::new(REGISTRY_BINARY).exists(),
             "{REGISTRY_BINARY} not found: install docker-registry \
@@ -52,7 +62,17 @@ impl Registry {
         let storage = dir.path().join("storage");
         std::fs::create_dir(&storage).expect("create the registry storage directory");
         let config = dir.path().join("config.yml");
-        std::fs::write(&config, config_yaml(&storage)).expect("write the registry config");
+        let mut yaml = config_yaml(&storage);
+        if let Some((user, password)) = auth {
+            let htpasswd = dir.path().join("htpasswd");
+            let hash = bcrypt::hash(password, 4).expect("bcrypt the test password");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("write htpasswd");
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: skillsync-tests\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, yaml).expect("write the registry config");
 
         // env_clear: REGISTRY_* variables in the caller's environment would
         // override the config file.
@@ -93,7 +113,8 @@ impl Registry {
             {
                 registry.fail(&format!("exited early with {status}"));
             }
-            if http_status(registry.addr, "/v2/") == Some(200) {
+            let ready = if auth.is_some() { 401 } else { 200 };
+            if http_status(registry.addr, "/v2/") == Some(ready) {
                 return registry;
             }
             if Instant::now() > deadline {

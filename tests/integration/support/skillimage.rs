@@ -1093,20 +1093,38 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher for `host` (`127.0.0.1:PORT`).
     pub fn new(host: impl Into<String>) -> Publisher {
+        Self::build(host.into(), None)
+    }
+
+    /// A publisher that sends Basic credentials with every request (for a
+    /// registry started with [`super::registry::Registry::start_with_htpasswd`]).
+    pub fn with_basic(host: impl Into<String>, user: &str, password: &str) -> Publisher {
+        Self::build(host.into(), Some((user, password)))
+    }
+
+    fn build(host: String, basic: Option<(&str, &str)>) -> Publisher {
         // reqwest is built with `rustls-no-provider` (through oci-client) and
         // refuses to build even a plain-HTTP client without a process-wide
         // crypto provider; another test may have installed one already.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some((user, password)) = basic {
+            use base64::Engine as _;
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Basic {token}").parse().expect("a header value"),
+            );
+        }
         let client = off_runtime(|| {
             Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
+                .default_headers(headers)
                 .build()
                 .expect("build the HTTP client")
         });
-        Publisher {
-            host: host.into(),
-            client,
-        }
+        Publisher { host, client }
     }
 
     /// The registry host this publisher talks to.
