@@ -15,6 +15,9 @@
 //!   semver requirements) and lifecycle status rules.
 //! - [`manifest`]: OCI manifest and index parsing and validation of the
 //!   skillimage format.
+//! - [`auth`]: registry credentials from the files podman, skopeo and
+//!   docker use (`auth.json`, `config.json`), credential helpers run with a
+//!   timeout.
 //! - [`source`]: where images come from, behind one trait: a registry
 //!   (`source::registry`) or an OCI image layout directory
 //!   (`source::layout`).
@@ -47,6 +50,7 @@
 //!   under the journal, `RUST_LOG` filtering.
 //! - [`error`]: the library's error type.
 
+pub mod auth;
 pub mod cache;
 pub mod channel;
 pub mod config;
