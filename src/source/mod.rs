@@ -34,10 +34,12 @@ pub enum SourceError {
         endpoint: String,
     },
     /// The registry refused our credentials (or wants some).
-    #[error("unauthorized at {endpoint}: the registry requires credentials")]
+    #[error("unauthorized at {endpoint}: {hint}")]
     Unauthorized {
         /// The registry host.
         endpoint: String,
+        /// Which credentials were refused, or where none were found.
+        hint: String,
     },
     /// The registry answered with an error status.
     #[error("{endpoint} answered {status} for {what}: {message}")]
@@ -202,8 +204,16 @@ impl Sources {
                     .map(|p| (k.clone(), layout::LayoutSource::new(p.clone())))
             })
             .collect();
+        let auth_files = config
+            .registries
+            .iter()
+            .filter_map(|(k, r)| r.auth_file.clone().map(|f| (k.clone(), f)))
+            .collect();
+        let home = crate::paths::Paths::from_env()
+            .map(|p| p.home)
+            .unwrap_or_else(|_| PathBuf::from("/"));
         Ok(Sources {
-            registry: registry::RegistrySource::new(insecure)?,
+            registry: registry::RegistrySource::new(insecure, home, auth_files)?,
             layouts,
         })
     }

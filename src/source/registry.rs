@@ -7,6 +7,8 @@
 //! retries (the daemon's scheduler backs off).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -17,6 +19,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use super::{BlobStream, Source, SourceError};
+use crate::auth::{self, AuthSources, Credential, HelperEnv, Lookup};
 use crate::manifest::{ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_SIZE};
 use crate::reference::{Digest, ImageRef};
 
@@ -36,31 +39,60 @@ enum Access {
 
 /// Registries reached over the network.
 pub struct RegistrySource {
-    client: Client,
+    /// Rebuilt when a registry's credentials change: oci-client keeps the
+    /// first credentials it sees per registry for the life of a client.
+    client: RwLock<Arc<Client>>,
     /// For the one version check per registry.
     http: reqwest::Client,
     insecure: Vec<String>,
     access: tokio::sync::Mutex<HashMap<String, Access>>,
+    /// Where credentials are looked up: the home directory, and
+    /// per-registry `auth_file` overrides.
+    home: PathBuf,
+    auth_files: HashMap<String, PathBuf>,
+    /// Per registry: the credentials found, and the fingerprint of the
+    /// files they were found in (re-read when it changes).
+    creds: tokio::sync::Mutex<HashMap<String, Found>>,
+}
+
+/// The outcome of a credentials lookup for one registry.
+#[derive(Clone)]
+struct Found {
+    fingerprint: Vec<(PathBuf, Option<(u64, std::time::SystemTime)>)>,
+    credential: Option<(Credential, PathBuf)>,
+    searched: Vec<PathBuf>,
+}
+
+/// How long a `docker-credential-*` helper may take.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn build_client(insecure: &[String]) -> Result<Client, SourceError> {
+    let config = ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
+        connect_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(Duration::from_secs(60)),
+        user_agent: concat!("skillsyncd/", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    };
+    Client::try_from(config).map_err(|e| SourceError::Setup {
+        endpoint: "registry client".into(),
+        reason: e.to_string(),
+    })
 }
 
 impl RegistrySource {
     /// Builds a client; `insecure` lists the `host:port`s spoken to over
-    /// plain HTTP.
-    pub fn new(insecure: Vec<String>) -> Result<Self, SourceError> {
+    /// plain HTTP; credentials are looked up under `home` as podman and
+    /// docker do, or in a registry's own `auth_files` entry.
+    pub fn new(
+        insecure: Vec<String>,
+        home: PathBuf,
+        auth_files: HashMap<String, PathBuf>,
+    ) -> Result<Self, SourceError> {
         // Rustls needs a process-wide crypto provider; installing it twice is
         // harmless (the second call reports the first one is in place).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure.clone()),
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: concat!("skillsyncd/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        };
-        let client = Client::try_from(config).map_err(|e| SourceError::Setup {
-            endpoint: "registry client".into(),
-            reason: e.to_string(),
-        })?;
+        let client = build_client(&insecure)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
@@ -72,11 +104,103 @@ impl RegistrySource {
                 reason: chain(&e),
             })?;
         Ok(RegistrySource {
-            client,
+            client: RwLock::new(Arc::new(client)),
             http,
             insecure,
             access: tokio::sync::Mutex::new(HashMap::new()),
+            home,
+            auth_files,
+            creds: tokio::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    fn client(&self) -> Arc<Client> {
+        self.client
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// The credentials for `image`'s registry, re-read whenever one of the
+    /// files they come from changes (and the client rebuilt when they do).
+    async fn credentials(&self, image: &ImageRef) -> Result<Option<Credential>, SourceError> {
+        let registry = image.registry.clone();
+        let sources = match self.auth_files.get(&registry) {
+            Some(file) => AuthSources::with_override(file),
+            None => AuthSources::from_env(&self.home, |k| std::env::var_os(k)),
+        };
+        let fingerprint = sources.fingerprint();
+        let mut creds = self.creds.lock().await;
+        if let Some(found) = creds.get(&registry) {
+            if found.fingerprint == fingerprint {
+                return Ok(found.credential.as_ref().map(|(c, _)| c.clone()));
+            }
+        }
+        let searched = sources.files.clone();
+        let (reg, repo) = (registry.clone(), image.repository.clone());
+        let credential = tokio::task::spawn_blocking(move || {
+            let lookup = Lookup {
+                registry: &reg,
+                repository: &repo,
+            };
+            auth::find(&sources, &lookup, &HelperEnv::from_process(HELPER_TIMEOUT))
+        })
+        .await
+        .map_err(|e| SourceError::Setup {
+            endpoint: registry.clone(),
+            reason: format!("credential lookup failed: {e}"),
+        })?
+        .map_err(|e| SourceError::Setup {
+            endpoint: registry.clone(),
+            reason: e.to_string(),
+        })?;
+        let previous = creds
+            .get(&registry)
+            .map(|f| f.credential.as_ref().map(|(c, _)| c));
+        let changed = previous.is_some_and(|p| p != credential.as_ref().map(|(c, _)| c));
+        if changed {
+            tracing::info!(registry = %registry, "credentials changed; using the new ones");
+            let fresh = Arc::new(build_client(&self.insecure)?);
+            *self.client.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+            self.access.lock().await.remove(&registry);
+        }
+        let out = credential.as_ref().map(|(c, _)| c.clone());
+        creds.insert(
+            registry,
+            Found {
+                fingerprint,
+                credential,
+                searched,
+            },
+        );
+        Ok(out)
+    }
+
+    /// An unauthorized error, told which credentials were refused or where
+    /// none were found (never the credentials themselves).
+    fn explain(&self, image: &ImageRef, err: SourceError) -> SourceError {
+        let SourceError::Unauthorized { endpoint, .. } = err else {
+            return err;
+        };
+        let hint = match self.creds.try_lock().ok().and_then(|c| c.get(&image.registry).cloned()) {
+            Some(Found {
+                credential: Some((_, file)),
+                ..
+            }) => format!(
+                "the credentials for it in {} were refused; check them (docker login / podman login)",
+                file.display()
+            ),
+            Some(Found { searched, .. }) => format!(
+                "no credentials for it in {}; log in with `docker login {endpoint}` or `podman login {endpoint}`",
+                searched
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => "check ~/.docker/config.json".to_string(),
+        };
+        SourceError::Unauthorized { endpoint, hint }
     }
 
     /// The credentials to hand oci-client for `registry`.
@@ -88,6 +212,20 @@ impl RegistrySource {
     /// which oci-client uses without asking again and an open registry
     /// ignores; a challenging one gets oci-client's normal token flow.
     async fn auth(&self, image: &ImageRef) -> Result<RegistryAuth, SourceError> {
+        match self.credentials(image).await? {
+            Some(Credential::Basic { username, password }) => {
+                return Ok(RegistryAuth::Basic(username, password))
+            }
+            Some(Credential::IdentityToken(_)) => {
+                return Err(SourceError::Setup {
+                    endpoint: image.registry.clone(),
+                    reason: "the credentials found are an identity token, which skillsyncd cannot exchange yet; \
+                             log in with a username and password or use a credential helper"
+                        .into(),
+                })
+            }
+            None => {}
+        }
         let mut access = self.access.lock().await;
         let known = match access.get(&image.registry) {
             Some(a) => *a,
@@ -148,7 +286,10 @@ fn convert(image: &ImageRef, what: String, err: OciDistributionError) -> SourceE
     let endpoint = image.registry.clone();
     match err {
         OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => SourceError::Unauthorized { endpoint },
+        | OciDistributionError::AuthenticationFailure(_) => SourceError::Unauthorized {
+            endpoint,
+            hint: String::new(),
+        },
         OciDistributionError::RegistryError { envelope, .. } => {
             let not_found = envelope.errors.iter().any(|e| {
                 matches!(
@@ -166,7 +307,10 @@ fn convert(image: &ImageRef, what: String, err: OciDistributionError) -> SourceE
             if not_found {
                 SourceError::NotFound { what, endpoint }
             } else if denied {
-                SourceError::Unauthorized { endpoint }
+                SourceError::Unauthorized {
+                    endpoint,
+                    hint: String::new(),
+                }
             } else {
                 SourceError::Protocol {
                     endpoint,
@@ -176,7 +320,10 @@ fn convert(image: &ImageRef, what: String, err: OciDistributionError) -> SourceE
         }
         OciDistributionError::ServerError { code, message, .. } => match code {
             404 => SourceError::NotFound { what, endpoint },
-            401 | 403 => SourceError::Unauthorized { endpoint },
+            401 | 403 => SourceError::Unauthorized {
+                endpoint,
+                hint: String::new(),
+            },
             _ => SourceError::Status {
                 endpoint,
                 what,
@@ -232,10 +379,15 @@ impl Source for RegistrySource {
         let mut last: Option<String> = None;
         for _ in 0..MAX_TAG_PAGES {
             let page = self
-                .client
+                .client()
                 .list_tags(&r, &auth, Some(TAG_PAGE), last.as_deref())
                 .await
-                .map_err(|e| convert(image, format!("tag list of {}", image.repository), e))?;
+                .map_err(|e| {
+                    self.explain(
+                        image,
+                        convert(image, format!("tag list of {}", image.repository), e),
+                    )
+                })?;
             let full = page.tags.len() >= TAG_PAGE;
             let before = tags.len();
             for t in page.tags {
@@ -253,11 +405,17 @@ impl Source for RegistrySource {
 
     async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
         let r = reference(image, tag);
+        let auth = self.auth(image).await?;
         let digest = self
-            .client
-            .fetch_manifest_digest(&r, &self.auth(image).await?)
+            .client()
+            .fetch_manifest_digest(&r, &auth)
             .await
-            .map_err(|e| convert(image, format!("tag {tag} of {}", image.repository), e))?;
+            .map_err(|e| {
+                self.explain(
+                    image,
+                    convert(image, format!("tag {tag} of {}", image.repository), e),
+                )
+            })?;
         digest.parse().map_err(|e| SourceError::Protocol {
             endpoint: image.registry.clone(),
             message: format!("tag {tag}: {e}"),
@@ -270,11 +428,12 @@ impl Source for RegistrySource {
         digest: &Digest,
     ) -> Result<Vec<u8>, SourceError> {
         let r = by_digest(image, digest);
+        let auth = self.auth(image).await?;
         let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&r, &self.auth(image).await?, ACCEPTED_MANIFEST_TYPES)
+            .client()
+            .pull_manifest_raw(&r, &auth, ACCEPTED_MANIFEST_TYPES)
             .await
-            .map_err(|e| convert(image, format!("manifest {digest}"), e))?;
+            .map_err(|e| self.explain(image, convert(image, format!("manifest {digest}"), e)))?;
         if bytes.len() as u64 > MAX_MANIFEST_SIZE {
             return Err(SourceError::Protocol {
                 endpoint: image.registry.clone(),
@@ -292,19 +451,17 @@ impl Source for RegistrySource {
     ) -> Result<BlobStream, SourceError> {
         let r = by_digest(image, digest);
         let auth = self.auth(image).await?;
-        self.client
-            .store_auth_if_needed(&image.registry, &auth)
-            .await;
+        let client = self.client();
+        client.store_auth_if_needed(&image.registry, &auth).await;
         let desc = OciDescriptor {
             digest: digest.to_string(),
             size: i64::try_from(size).unwrap_or(i64::MAX),
             ..Default::default()
         };
-        let stream = self
-            .client
+        let stream = client
             .pull_blob_stream(&r, &desc)
             .await
-            .map_err(|e| convert(image, format!("blob {digest}"), e))?;
+            .map_err(|e| self.explain(image, convert(image, format!("blob {digest}"), e)))?;
         // oci-client checks the digest itself and reports a mismatch as a
         // stream error after the last byte. The cache verifies size and
         // digest with the full picture (and a typed error), so that error

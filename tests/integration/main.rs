@@ -9,6 +9,7 @@ mod support;
 
 mod atomicity;
 mod crash;
+mod credentials;
 mod daemon_service;
 mod demo_layout;
 mod ownership;
