@@ -198,6 +198,9 @@ pub struct RegistrySettings {
     /// `config.json` or podman's `auth.json` format) instead of the usual
     /// search.
     pub auth_file: Option<PathBuf>,
+    /// PEM certificates of a private CA (or a self-signed certificate) this
+    /// registry's TLS certificate is checked against, besides the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A place skills are installed into.
@@ -392,6 +395,7 @@ struct RawRegistry {
     insecure: Option<Spanned<bool>>,
     layout: Option<Spanned<String>>,
     auth_file: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
 }
 
 /// `[targets.NAME]`, as written.
@@ -651,6 +655,9 @@ impl Checker<'_> {
             }
             if let Some(file) = &reg.auth_file {
                 settings.auth_file = self.path_setting(file, "auth_file");
+            }
+            if let Some(file) = &reg.ca_file {
+                settings.ca_file = self.path_setting(file, "ca_file");
             }
             if let Some(layout) = &reg.layout {
                 settings.layout = self.path_setting(layout, "layout");
@@ -1298,6 +1305,7 @@ channel = "testing"
                         insecure: true,
                         layout: None,
                         auth_file: None,
+                        ca_file: None,
                     },
                 ),
                 (
@@ -1306,6 +1314,7 @@ channel = "testing"
                         insecure: false,
                         layout: Some(PathBuf::from("/etc/sk/demo/layout")),
                         auth_file: None,
+                        ca_file: None,
                     },
                 ),
             ]),
@@ -1577,6 +1586,7 @@ channel = "testing"
                 insecure: true,
                 layout: None,
                 auth_file: None,
+                ca_file: None,
             }
         );
     }

@@ -209,11 +209,21 @@ impl Sources {
             .iter()
             .filter_map(|(k, r)| r.auth_file.clone().map(|f| (k.clone(), f)))
             .collect();
+        let mut cas = Vec::new();
+        for (key, r) in &config.registries {
+            if let Some(file) = &r.ca_file {
+                let pem = std::fs::read(file).map_err(|e| SourceError::Setup {
+                    endpoint: key.clone(),
+                    reason: format!("reading ca_file {}: {e}", file.display()),
+                })?;
+                cas.push(pem);
+            }
+        }
         let home = crate::paths::Paths::from_env()
             .map(|p| p.home)
             .unwrap_or_else(|_| PathBuf::from("/"));
         Ok(Sources {
-            registry: registry::RegistrySource::new(insecure, home, auth_files)?,
+            registry: registry::RegistrySource::new(insecure, home, auth_files, cas)?,
             layouts,
         })
     }

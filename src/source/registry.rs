@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -45,6 +45,8 @@ pub struct RegistrySource {
     /// For the one version check per registry.
     http: reqwest::Client,
     insecure: Vec<String>,
+    /// PEM certificates from every registry's `ca_file`.
+    cas: Vec<Vec<u8>>,
     access: tokio::sync::Mutex<HashMap<String, Access>>,
     /// Where credentials are looked up: the home directory, and
     /// per-registry `auth_file` overrides.
@@ -66,9 +68,16 @@ struct Found {
 /// How long a `docker-credential-*` helper may take.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn build_client(insecure: &[String]) -> Result<Client, SourceError> {
+fn build_client(insecure: &[String], cas: &[Vec<u8>]) -> Result<Client, SourceError> {
     let config = ClientConfig {
         protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
+        extra_root_certificates: cas
+            .iter()
+            .map(|pem| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.clone(),
+            })
+            .collect(),
         connect_timeout: Some(Duration::from_secs(10)),
         read_timeout: Some(Duration::from_secs(60)),
         user_agent: concat!("skillsyncd/", env!("CARGO_PKG_VERSION")),
@@ -88,12 +97,21 @@ impl RegistrySource {
         insecure: Vec<String>,
         home: PathBuf,
         auth_files: HashMap<String, PathBuf>,
+        cas: Vec<Vec<u8>>,
     ) -> Result<Self, SourceError> {
         // Rustls needs a process-wide crypto provider; installing it twice is
         // harmless (the second call reports the first one is in place).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = build_client(&insecure)?;
-        let http = reqwest::Client::builder()
+        let client = build_client(&insecure, &cas)?;
+        let mut http = reqwest::Client::builder();
+        for pem in &cas {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| SourceError::Setup {
+                endpoint: "registry client".into(),
+                reason: format!("a ca_file is not a PEM certificate: {}", chain(&e)),
+            })?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("skillsyncd/", env!("CARGO_PKG_VERSION")))
@@ -107,6 +125,7 @@ impl RegistrySource {
             client: RwLock::new(Arc::new(client)),
             http,
             insecure,
+            cas,
             access: tokio::sync::Mutex::new(HashMap::new()),
             home,
             auth_files,
@@ -160,7 +179,7 @@ impl RegistrySource {
         let changed = previous.is_some_and(|p| p != credential.as_ref().map(|(c, _)| c));
         if changed {
             tracing::info!(registry = %registry, "credentials changed; using the new ones");
-            let fresh = Arc::new(build_client(&self.insecure)?);
+            let fresh = Arc::new(build_client(&self.insecure, &self.cas)?);
             *self.client.write().unwrap_or_else(|e| e.into_inner()) = fresh;
             self.access.lock().await.remove(&registry);
         }
@@ -243,7 +262,7 @@ impl RegistrySource {
                     .await
                     .map_err(|e| SourceError::Network {
                         endpoint: image.registry.clone(),
-                        message: chain(&e),
+                        message: with_tls_hint(&image.registry, chain(&e)),
                     })?;
                 let a = if resp
                     .headers()
@@ -335,13 +354,25 @@ fn convert(image: &ImageRef, what: String, err: OciDistributionError) -> SourceE
             SourceError::NotFound { what, endpoint }
         }
         OciDistributionError::RequestError(e) => SourceError::Network {
+            message: with_tls_hint(&endpoint, chain(&e)),
             endpoint,
-            message: chain(&e),
         },
         other => SourceError::Protocol {
             endpoint,
             message: format!("{what}: {other}"),
         },
+    }
+}
+
+/// A certificate the system does not trust gets the option that fixes it.
+fn with_tls_hint(endpoint: &str, message: String) -> String {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("unknownissuer") {
+        format!(
+            "{message} (for a private CA or a self-signed certificate, set ca_file = \"/path/to/ca.pem\" under [registries.\"{endpoint}\"])"
+        )
+    } else {
+        message
     }
 }
 

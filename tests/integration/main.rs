@@ -16,3 +16,4 @@ mod ownership;
 mod service_files;
 mod support_selftest;
 mod sync;
+mod tls;

@@ -40,16 +40,21 @@ impl Registry {
     ///
     /// Panics with the registry's log if it does not come up.
     pub fn start() -> Registry {
-        Self::start_with(None)
+        Self::start_with(None, None)
+    }
+
+    /// Starts a registry serving HTTPS with `cert` and `key` (PEM files).
+    pub fn start_with_tls(cert: &Path, key: &Path) -> Registry {
+        Self::start_with(None, Some((cert, key)))
     }
 
     /// Starts a registry that requires `user` / `password` (htpasswd, the
     /// bcrypt hash distribution demands). `GET /v2/` then answers 401.
     pub fn start_with_htpasswd(user: &str, password: &str) -> Registry {
-        Self::start_with(Some((user, password)))
+        Self::start_with(Some((user, password)), None)
     }
 
-    fn start_with(auth: Option<(&str, &str)>) -> Registry {
+    fn start_with(auth: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> Registry {
         assert!(
             Path::new(REGISTRY_BINARY).exists(),
             "{REGISTRY_BINARY} not found: install docker-registry \
@@ -71,6 +76,16 @@ impl Registry {
                 "auth:\n  htpasswd:\n    realm: skillsync-tests\n    path: {}\n",
                 htpasswd.display()
             ));
+        }
+        if let Some((cert, key)) = tls {
+            yaml = yaml.replace(
+                "  secret: integration-tests-only\n",
+                &format!(
+                    "  secret: integration-tests-only\n  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                ),
+            );
         }
         std::fs::write(&config, yaml).expect("write the registry config");
 
@@ -113,9 +128,17 @@ impl Registry {
             {
                 registry.fail(&format!("exited early with {status}"));
             }
-            let ready = if auth.is_some() { 401 } else { 200 };
-            if http_status(registry.addr, "/v2/") == Some(ready) {
-                return registry;
+            if tls.is_some() {
+                // Plain HTTP cannot ask a TLS port; accepting a connection
+                // after the log said it listens is enough.
+                if std::net::TcpStream::connect(registry.addr).is_ok() {
+                    return registry;
+                }
+            } else {
+                let ready = if auth.is_some() { 401 } else { 200 };
+                if http_status(registry.addr, "/v2/") == Some(ready) {
+                    return registry;
+                }
             }
             if Instant::now() > deadline {
                 registry.fail("did not answer GET /v2/ in time");
@@ -235,11 +258,12 @@ fn drain(
     });
 }
 
-/// Parses `... msg="listening on 127.0.0.1:41417" ...`.
+/// Parses `... msg="listening on 127.0.0.1:41417" ...` (with TLS:
+/// `listening on 127.0.0.1:41417, tls`).
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
     let end = rest
-        .find(|c: char| c == '"' || c.is_whitespace())
+        .find(|c: char| c == '"' || c == ',' || c.is_whitespace())
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
