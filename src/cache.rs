@@ -148,7 +148,24 @@ impl Cache {
             std::process::id(),
             unique()
         ));
-        let result = self.download(source, image, digest, size, &partial).await;
+        // A server that trickles bytes is cut off: 5 minutes plus what the
+        // blob takes at 128 KiB/s.
+        let deadline = std::time::Duration::from_secs(300 + size / (128 * 1024));
+        let result = match tokio::time::timeout(
+            deadline,
+            self.download(source, image, digest, size, &partial),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(Error::Source(crate::source::SourceError::Network {
+                endpoint: image.registry.clone(),
+                message: format!(
+                    "blob {digest} did not finish downloading within {}s",
+                    deadline.as_secs()
+                ),
+            })),
+        };
         match result {
             Ok(n) => {
                 tokio::fs::rename(&partial, &path)

@@ -74,6 +74,10 @@ pub const DEFAULT_MAX_SKILL_SIZE: u64 = 64 * 1024 * 1024;
 
 /// Default `[daemon] max_entries`.
 pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
+/// `[daemon] request_timeout` when not set.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[daemon] jitter` when not set.
+pub const DEFAULT_JITTER: f64 = 0.1;
 /// `[daemon] generations` when not set.
 pub const DEFAULT_GENERATIONS: u32 = 2;
 
@@ -170,6 +174,12 @@ pub struct DaemonSettings {
     /// Uninstall skills (and targets) removed from the config, when ours
     /// and unedited (default true); false keeps them as unmanaged.
     pub prune: bool,
+    /// Each skill's stable poll offset, as a fraction of the poll interval
+    /// (default 0.1, at most 0.5).
+    pub jitter: f64,
+    /// The most one registry request (a tag list, a HEAD, a manifest) may
+    /// take, headers and body together (default 60 s).
+    pub request_timeout: Duration,
 }
 
 impl Default for DaemonSettings {
@@ -183,6 +193,8 @@ impl Default for DaemonSettings {
             socket: None,
             generations: DEFAULT_GENERATIONS,
             prune: true,
+            jitter: DEFAULT_JITTER,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -376,6 +388,8 @@ struct RawDaemon {
     socket: Option<Spanned<String>>,
     generations: Option<Spanned<i64>>,
     prune: Option<bool>,
+    jitter: Option<Spanned<f64>>,
+    request_timeout: Option<Spanned<String>>,
 }
 
 /// `[defaults]`, as written.
@@ -589,6 +603,20 @@ impl Checker<'_> {
                 ),
             }
         }
+        if let Some(v) = &raw.request_timeout {
+            let s = v.get_ref();
+            match humantime::parse_duration(s) {
+                Ok(d) if d >= Duration::from_secs(1) => out.request_timeout = d,
+                Ok(_) => self.error(
+                    v.span(),
+                    format!("request_timeout {s:?} is too short: the minimum is \"1s\""),
+                ),
+                Err(e) => self.error(
+                    v.span(),
+                    format!("invalid request_timeout {s:?} ({e}): use a duration such as \"30s\" or \"2m\""),
+                ),
+            }
+        }
         if let Some(v) = &raw.max_skill_size {
             match parse_size(v.get_ref()) {
                 Ok(n) => out.max_skill_size = n,
@@ -618,6 +646,17 @@ impl Checker<'_> {
         }
         if let Some(v) = raw.prune {
             out.prune = v;
+        }
+        if let Some(v) = &raw.jitter {
+            let j = *v.get_ref();
+            if (0.0..=0.5).contains(&j) {
+                out.jitter = j;
+            } else {
+                self.error(
+                    v.span(),
+                    format!("invalid jitter {j}: a fraction of the poll interval from 0.0 to 0.5"),
+                );
+            }
         }
         if let Some(v) = &raw.generations {
             match u32::try_from(*v.get_ref()) {
@@ -1297,6 +1336,8 @@ channel = "testing"
                 socket: None,
                 generations: 2,
                 prune: true,
+                jitter: 0.1,
+                request_timeout: Duration::from_secs(60),
             },
             registries: BTreeMap::from([
                 (

@@ -120,6 +120,64 @@ pub fn log_report(r: &SkillReport) {
     }
 }
 
+/// This machine's name for spreading polls: `/etc/machine-id`, else the
+/// host name.
+fn machine_id() -> String {
+    std::fs::read_to_string("/etc/machine-id")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        })
+}
+
+/// A skill's stable poll offset on this machine: up to `fraction` of the
+/// interval, the same across restarts, different across machines and
+/// skills.
+pub fn poll_offset(skill: &str, interval: Duration, fraction: f64) -> Duration {
+    offset_for(&machine_id(), skill, interval, fraction)
+}
+
+fn offset_for(machine: &str, skill: &str, interval: Duration, fraction: f64) -> Duration {
+    use sha2::Digest as _;
+    let span = interval.mul_f64(fraction.clamp(0.0, 0.5));
+    let span_ms = span.as_millis() as u64;
+    if span_ms == 0 {
+        return Duration::ZERO;
+    }
+    let hash = sha2::Sha256::digest(format!("{machine}\0{skill}").as_bytes());
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&hash[..8]);
+    Duration::from_millis(u64::from_le_bytes(eight) % span_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_offsets_are_stable_bounded_and_spread() {
+        let hour = Duration::from_secs(3600);
+        let a = offset_for("m1", "hello", hour, 0.1);
+        assert_eq!(a, offset_for("m1", "hello", hour, 0.1), "stable");
+        assert!(a < Duration::from_secs(360), "within 10% of the interval");
+        assert_eq!(offset_for("m1", "hello", hour, 0.0), Duration::ZERO);
+        // Across 100 machines, offsets spread over the window.
+        let offsets: std::collections::BTreeSet<u64> = (0..100)
+            .map(|i| offset_for(&format!("m{i}"), "hello", hour, 0.1).as_secs() / 36)
+            .collect();
+        assert!(offsets.len() >= 8, "spread into most tenths: {offsets:?}");
+        assert!(
+            offset_for("m1", "x", hour, 0.9) < Duration::from_secs(1800),
+            "capped at half"
+        );
+    }
+}
+
 /// What a skill follows, for people: `published`, `testing ^1.0`,
 /// `tag 1.0.0`, `digest sha256:…`.
 pub fn follows(skill: &Skill) -> String {
@@ -357,6 +415,7 @@ impl Daemon {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut failures: u32 = 0;
+        let mut first = true;
         loop {
             let report = {
                 let permit = tokio::select! {
@@ -383,6 +442,13 @@ impl Daemon {
             } else {
                 failures = 0;
                 interval
+            };
+            // After the pass at start, each skill keeps a stable offset of
+            // its own, so a fleet restarted at once spreads its polls.
+            let delay = if std::mem::take(&mut first) {
+                delay + poll_offset(&skill.name, interval, self.engine().config().daemon.jitter)
+            } else {
+                delay
             };
             let now = SystemTime::now();
             {

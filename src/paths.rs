@@ -203,6 +203,8 @@ mod tests {
             socket: None,
             generations: 2,
             prune: true,
+            jitter: 0.1,
+            request_timeout: Duration::from_secs(60),
         }
     }
 

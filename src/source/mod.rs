@@ -223,7 +223,13 @@ impl Sources {
             .map(|p| p.home)
             .unwrap_or_else(|_| PathBuf::from("/"));
         Ok(Sources {
-            registry: registry::RegistrySource::new(insecure, home, auth_files, cas)?,
+            registry: registry::RegistrySource::new(
+                insecure,
+                home,
+                auth_files,
+                cas,
+                config.daemon.request_timeout,
+            )?,
             layouts,
         })
     }

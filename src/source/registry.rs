@@ -55,6 +55,12 @@ pub struct RegistrySource {
     /// Per registry: the credentials found, and the fingerprint of the
     /// files they were found in (re-read when it changes).
     creds: tokio::sync::Mutex<HashMap<String, Found>>,
+    /// Per registry: at most [`PER_REGISTRY_REQUESTS`] requests at once.
+    limits: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// A tag list, HEAD or manifest that takes longer than this, headers
+    /// and body together, is given up (a server that trickles bytes is
+    /// cut off); also how long a blob may take to start.
+    deadline: Duration,
 }
 
 /// The outcome of a credentials lookup for one registry.
@@ -64,6 +70,9 @@ struct Found {
     credential: Option<(Credential, PathBuf)>,
     searched: Vec<PathBuf>,
 }
+
+/// Requests in flight to one registry at most.
+pub const PER_REGISTRY_REQUESTS: usize = 4;
 
 /// How long a `docker-credential-*` helper may take.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,6 +107,7 @@ impl RegistrySource {
         home: PathBuf,
         auth_files: HashMap<String, PathBuf>,
         cas: Vec<Vec<u8>>,
+        deadline: Duration,
     ) -> Result<Self, SourceError> {
         // Rustls needs a process-wide crypto provider; installing it twice is
         // harmless (the second call reports the first one is in place).
@@ -130,7 +140,42 @@ impl RegistrySource {
             home,
             auth_files,
             creds: tokio::sync::Mutex::new(HashMap::new()),
+            limits: std::sync::Mutex::new(HashMap::new()),
+            deadline,
         })
+    }
+
+    /// A turn at `registry`: waits while [`PER_REGISTRY_REQUESTS`] are in
+    /// flight there.
+    async fn turn(&self, registry: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = self
+            .limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(registry.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_REGISTRY_REQUESTS)))
+            .clone();
+        semaphore.acquire_owned().await.ok()
+    }
+
+    /// Runs one request within the registry's limit and the deadline.
+    async fn bounded<T>(
+        &self,
+        image: &ImageRef,
+        what: &str,
+        request: impl std::future::Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        let _turn = self.turn(&image.registry).await;
+        match tokio::time::timeout(self.deadline, request).await {
+            Ok(result) => result,
+            Err(_) => Err(SourceError::Network {
+                endpoint: image.registry.clone(),
+                message: format!(
+                    "{what}: no complete answer within {}s",
+                    self.deadline.as_secs()
+                ),
+            }),
+        }
     }
 
     fn client(&self) -> Arc<Client> {
@@ -397,6 +442,52 @@ impl Source for RegistrySource {
     }
 
     async fn list_tags(&self, image: &ImageRef) -> Result<Vec<String>, SourceError> {
+        self.bounded(image, "tag list", self.list_tags_inner(image))
+            .await
+    }
+
+    async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
+        self.bounded(image, "HEAD of a tag", self.resolve_tag_inner(image, tag))
+            .await
+    }
+
+    async fn fetch_manifest(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, SourceError> {
+        self.bounded(image, "manifest", self.fetch_manifest_inner(image, digest))
+            .await
+    }
+
+    async fn open_blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobStream, SourceError> {
+        // The turn is held until the stream is dropped.
+        let turn = self.turn(&image.registry).await;
+        let stream = tokio::time::timeout(self.deadline, self.open_blob_inner(image, digest, size))
+            .await
+            .map_err(|_| SourceError::Network {
+                endpoint: image.registry.clone(),
+                message: format!(
+                    "blob {digest}: no answer within {}s",
+                    self.deadline.as_secs()
+                ),
+            })??;
+        Ok(stream
+            .map(move |chunk| {
+                let _held = &turn;
+                chunk
+            })
+            .boxed())
+    }
+}
+
+impl RegistrySource {
+    async fn list_tags_inner(&self, image: &ImageRef) -> Result<Vec<String>, SourceError> {
         // Registries may paginate tag lists (the spec's `n`/`last`); oci-client
         // drops the `Link` header that says so. Asking for pages of
         // TAG_PAGE and following on while a page comes back full costs one
@@ -434,7 +525,7 @@ impl Source for RegistrySource {
         Ok(tags)
     }
 
-    async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
+    async fn resolve_tag_inner(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
         let r = reference(image, tag);
         let auth = self.auth(image).await?;
         let digest = self
@@ -453,7 +544,7 @@ impl Source for RegistrySource {
         })
     }
 
-    async fn fetch_manifest(
+    async fn fetch_manifest_inner(
         &self,
         image: &ImageRef,
         digest: &Digest,
@@ -474,7 +565,7 @@ impl Source for RegistrySource {
         Ok(bytes.to_vec())
     }
 
-    async fn open_blob(
+    async fn open_blob_inner(
         &self,
         image: &ImageRef,
         digest: &Digest,

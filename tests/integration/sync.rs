@@ -815,3 +815,38 @@ fn provenance_is_written_as_skillctl_install_writes_it() {
         bare_pushed.manifest_digest.as_str()
     );
 }
+
+#[test]
+fn a_registry_that_never_answers_is_cut_off_and_the_installed_version_stays() {
+    use crate::support::proxy::{Match, RequestKind};
+    let w = World::new();
+    let v1 = hello("1.0.0").build();
+    w.publisher.push(&v1);
+    let other = SkillImage::new("other", "1.0.0").build();
+    w.publisher.push(&other);
+    let text = |timeout: &str| {
+        format!(
+            "[daemon]\nrequest_timeout = \"{timeout}\"\n\n[registries.\"{0}\"]\ninsecure = true\n\n\
+             [skills.hello]\nimage = \"{0}/examples/hello\"\n\n[skills.other]\nimage = \"{0}/examples/other\"\n",
+            w.proxy.host()
+        )
+    };
+    w.env.write_config(&text("1s"));
+    assert_eq!(code(&w.once()), 0);
+    w.publisher.push(&hello("1.1.0").build());
+    // hello's tag list takes far longer than the deadline.
+    let slow = w.proxy.delay(
+        Match::kind(RequestKind::TagList).and_path("examples/hello"),
+        Duration::from_secs(30),
+    );
+    let out = w.once();
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("no complete answer within 1s"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.env.read_skill("claude", "hello"), v1.files);
+    assert_eq!(w.env.read_skill("claude", "other"), other.files);
+    w.proxy.remove(slow);
+}
