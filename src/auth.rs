@@ -823,13 +823,7 @@ mod tests {
             .map(|(c, _)| c)
     }
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
-        let map: HashMap<String, OsString> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect();
-        move |key| map.get(key).cloned()
-    }
+    use crate::paths::env_of;
 
     #[test]
     fn sources_follow_the_podman_order() {

@@ -169,10 +169,20 @@ pub fn expand_tilde(path: &Path, home: &Path) -> PathBuf {
     }
 }
 
+/// An environment lookup over fixed pairs, for tests of code that reads
+/// variables through a closure.
+#[cfg(test)]
+pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+    let map: std::collections::HashMap<String, OsString> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), OsString::from(v)))
+        .collect();
+    move |key| map.get(key).cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::time::Duration;
 
     fn base() -> BaseLocations {
@@ -185,13 +195,7 @@ mod tests {
         }
     }
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
-        let map: HashMap<String, OsString> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect();
-        move |key| map.get(key).cloned()
-    }
+    use crate::paths::env_of;
 
     fn daemon(state: Option<&str>, cache: Option<&str>) -> DaemonSettings {
         DaemonSettings {

@@ -401,7 +401,6 @@ impl<T> Drop for AbortOnDrop<T> {
 mod tests {
     use super::*;
     use crate::control::server::tests::TestServer;
-    use std::collections::HashMap;
 
     fn paths(runtime: Option<&str>) -> Paths {
         Paths {
@@ -413,13 +412,7 @@ mod tests {
         }
     }
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
-        let map: HashMap<String, OsString> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect();
-        move |key| map.get(key).cloned()
-    }
+    use crate::paths::env_of;
 
     #[test]
     fn default_socket_is_in_xdg_runtime_dir() {
