@@ -213,6 +213,9 @@ pub struct RegistrySettings {
     /// PEM certificates of a private CA (or a self-signed certificate) this
     /// registry's TLS certificate is checked against, besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// `host[:port]`s tried, in order, before this registry; content from a
+    /// mirror is verified by digest like any other.
+    pub mirrors: Vec<String>,
 }
 
 /// A place skills are installed into.
@@ -410,6 +413,7 @@ struct RawRegistry {
     layout: Option<Spanned<String>>,
     auth_file: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
+    mirrors: Option<Vec<Spanned<String>>>,
 }
 
 /// `[targets.NAME]`, as written.
@@ -697,6 +701,22 @@ impl Checker<'_> {
             }
             if let Some(file) = &reg.ca_file {
                 settings.ca_file = self.path_setting(file, "ca_file");
+            }
+            for m in reg.mirrors.iter().flatten() {
+                let host = m.get_ref();
+                let valid = !host.is_empty()
+                    && !host.contains('/')
+                    && host
+                        .parse::<ImageRef>()
+                        .is_ok_and(|r| r.repository.is_empty());
+                if valid {
+                    settings.mirrors.push(host.clone());
+                } else {
+                    self.error(
+                        m.span(),
+                        format!("invalid mirror {host:?}: give a host[:port], e.g. \"mirror.local:5000\""),
+                    );
+                }
             }
             if let Some(layout) = &reg.layout {
                 settings.layout = self.path_setting(layout, "layout");
@@ -1347,6 +1367,7 @@ channel = "testing"
                         layout: None,
                         auth_file: None,
                         ca_file: None,
+                        mirrors: Vec::new(),
                     },
                 ),
                 (
@@ -1356,6 +1377,7 @@ channel = "testing"
                         layout: Some(PathBuf::from("/etc/sk/demo/layout")),
                         auth_file: None,
                         ca_file: None,
+                        mirrors: Vec::new(),
                     },
                 ),
             ]),
@@ -1628,6 +1650,7 @@ channel = "testing"
                 layout: None,
                 auth_file: None,
                 ca_file: None,
+                mirrors: Vec::new(),
             }
         );
     }

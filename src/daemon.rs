@@ -373,6 +373,7 @@ impl Daemon {
             backups: prev
                 .map(|p| crate::reconcile::describe_backups(&p.backups))
                 .unwrap_or_default(),
+            served_by: None,
         }
     }
 
@@ -599,6 +600,7 @@ impl Daemon {
                 .unwrap_or_default(),
             held: report.and_then(|r| r.held.clone()),
             backups: report.map(|r| r.backups.clone()).unwrap_or_default(),
+            served_by: report.and_then(|r| r.served_by.clone()),
         }
     }
 

@@ -115,6 +115,8 @@ pub struct SkillReport {
     pub archived: bool,
     /// Copies kept of replaced folders (`claude adopted at …: /path`).
     pub backups: Vec<String>,
+    /// The endpoint that answered (a mirror, or the registry itself).
+    pub served_by: Option<String>,
 }
 
 /// Backups as status lists them.
@@ -982,6 +984,7 @@ impl Engine {
             events: Vec::new(),
             archived: false,
             backups: prev_backups(None),
+            served_by: None,
         };
         let prev = self.state.lock().await.skills.get(&skill.name).cloned();
         report.backups = prev_backups(prev.as_ref());
@@ -1023,6 +1026,7 @@ impl Engine {
         report.digest = Some(desired.known.manifest_digest.clone());
         report.status = Some(desired.known.status);
         report.archived = desired.archived;
+        report.served_by = source.served_by(&skill.image);
         if desired.archived && skill.on_archived == OnArchived::Remove {
             if let Err(e) = self
                 .remove_archived(skill, prev, &desired.known, &mut report)

@@ -795,6 +795,9 @@ fn render_skill(s: &SkillStatus, now: SystemTime, style: &Style) -> String {
     if let Some(e) = &s.error {
         let _ = writeln!(out, "  {:<11} {}", "error:", style.paint(e, Color::Red));
     }
+    if let Some(e) = &s.served_by {
+        let _ = writeln!(out, "  {:<11} {e}", "served by:");
+    }
     for b in &s.backups {
         let _ = writeln!(out, "  {:<11} {b}", "backup:");
     }
@@ -1047,6 +1050,7 @@ mod tests {
             }],
             held: None,
             backups: Vec::new(),
+            served_by: None,
         }
     }
 

@@ -126,6 +126,9 @@ pub struct SkillStatus {
     /// `claude adopted 2026-…: /path`.
     #[serde(default)]
     pub backups: Vec<String>,
+    /// The endpoint that answered last: the registry, or one of its mirrors.
+    #[serde(default)]
+    pub served_by: Option<String>,
 }
 
 /// One target of a skill.

@@ -847,6 +847,7 @@ pub(crate) mod tests {
             }],
             held: None,
             backups: Vec::new(),
+            served_by: None,
         }
     }
 

@@ -104,6 +104,13 @@ pub trait Source: Send + Sync {
     /// `/path/to/layout`).
     fn endpoint(&self) -> String;
 
+    /// The endpoint that answered for `image` last (a mirror, or the
+    /// registry itself), for status.
+    fn served_by(&self, image: &ImageRef) -> Option<String> {
+        let _ = image;
+        None
+    }
+
     /// Every tag of the repository (in no particular order).
     fn list_tags(
         &self,
@@ -157,6 +164,9 @@ impl Source for AnySource<'_> {
     fn endpoint(&self) -> String {
         delegate!(self, s => s.endpoint())
     }
+    fn served_by(&self, image: &ImageRef) -> Option<String> {
+        delegate!(self, s => s.served_by(image))
+    }
     async fn list_tags(&self, image: &ImageRef) -> Result<Vec<String>, SourceError> {
         delegate!(self, s => s.list_tags(image).await)
     }
@@ -195,6 +205,8 @@ impl Sources {
             .filter(|(_, r)| r.insecure)
             .map(|(k, _)| k.clone())
             .collect();
+        // A mirror is an endpoint of its own: `[registries."MIRROR"]` can
+        // mark it insecure, give it credentials and a CA.
         let layouts = config
             .registries
             .iter()
@@ -229,6 +241,12 @@ impl Sources {
                 auth_files,
                 cas,
                 config.daemon.request_timeout,
+                config
+                    .registries
+                    .iter()
+                    .filter(|(_, r)| !r.mirrors.is_empty())
+                    .map(|(k, r)| (k.clone(), r.mirrors.clone()))
+                    .collect(),
             )?,
             layouts,
         })

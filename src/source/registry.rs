@@ -61,6 +61,10 @@ pub struct RegistrySource {
     /// and body together, is given up (a server that trickles bytes is
     /// cut off); also how long a blob may take to start.
     deadline: Duration,
+    /// Per registry: mirrors tried, in order, before it.
+    mirrors: HashMap<String, Vec<String>>,
+    /// Per registry: the endpoint that answered last (itself or a mirror).
+    served: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// The outcome of a credentials lookup for one registry.
@@ -108,6 +112,7 @@ impl RegistrySource {
         auth_files: HashMap<String, PathBuf>,
         cas: Vec<Vec<u8>>,
         deadline: Duration,
+        mirrors: HashMap<String, Vec<String>>,
     ) -> Result<Self, SourceError> {
         // Rustls needs a process-wide crypto provider; installing it twice is
         // harmless (the second call reports the first one is in place).
@@ -142,6 +147,8 @@ impl RegistrySource {
             creds: tokio::sync::Mutex::new(HashMap::new()),
             limits: std::sync::Mutex::new(HashMap::new()),
             deadline,
+            mirrors,
+            served: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -156,6 +163,49 @@ impl RegistrySource {
             .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_REGISTRY_REQUESTS)))
             .clone();
         semaphore.acquire_owned().await.ok()
+    }
+
+    /// Runs `request` against the registry's mirrors in order, then the
+    /// registry itself, until one answers; an endpoint that is down, fails,
+    /// refuses or lacks the content passes the turn to the next. Returns the
+    /// last error when none answered.
+    async fn via_endpoints<T, F, Fut>(&self, image: &ImageRef, request: F) -> Result<T, SourceError>
+    where
+        F: Fn(ImageRef) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SourceError>>,
+    {
+        let mut endpoints: Vec<String> = self
+            .mirrors
+            .get(&image.registry)
+            .cloned()
+            .unwrap_or_default();
+        endpoints.push(image.registry.clone());
+        let mut last = None;
+        for endpoint in endpoints {
+            let at = ImageRef {
+                registry: endpoint.clone(),
+                repository: image.repository.clone(),
+            };
+            match request(at).await {
+                Ok(v) => {
+                    self.served
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(image.registry.clone(), endpoint);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if endpoint != image.registry {
+                        tracing::debug!(mirror = %endpoint, "mirror did not serve {image}: {e}");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| SourceError::Setup {
+            endpoint: image.registry.clone(),
+            reason: "no endpoint to ask".into(),
+        }))
     }
 
     /// Runs one request within the registry's limit and the deadline.
@@ -441,14 +491,28 @@ impl Source for RegistrySource {
         "registry".into()
     }
 
+    fn served_by(&self, image: &ImageRef) -> Option<String> {
+        self.served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&image.registry)
+            .cloned()
+    }
+
     async fn list_tags(&self, image: &ImageRef) -> Result<Vec<String>, SourceError> {
-        self.bounded(image, "tag list", self.list_tags_inner(image))
-            .await
+        self.via_endpoints(image, |at| async move {
+            self.bounded(&at, "tag list", self.list_tags_inner(&at))
+                .await
+        })
+        .await
     }
 
     async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
-        self.bounded(image, "HEAD of a tag", self.resolve_tag_inner(image, tag))
-            .await
+        self.via_endpoints(image, |at| async move {
+            self.bounded(&at, "HEAD of a tag", self.resolve_tag_inner(&at, tag))
+                .await
+        })
+        .await
     }
 
     async fn fetch_manifest(
@@ -456,11 +520,28 @@ impl Source for RegistrySource {
         image: &ImageRef,
         digest: &Digest,
     ) -> Result<Vec<u8>, SourceError> {
-        self.bounded(image, "manifest", self.fetch_manifest_inner(image, digest))
-            .await
+        self.via_endpoints(image, |at| async move {
+            self.bounded(&at, "manifest", self.fetch_manifest_inner(&at, digest))
+                .await
+        })
+        .await
     }
 
     async fn open_blob(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<BlobStream, SourceError> {
+        self.via_endpoints(image, |at| async move {
+            self.open_blob_at(&at, digest, size).await
+        })
+        .await
+    }
+}
+
+impl RegistrySource {
+    async fn open_blob_at(
         &self,
         image: &ImageRef,
         digest: &Digest,

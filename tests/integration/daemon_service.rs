@@ -874,3 +874,46 @@ fn rollback_needs_no_registry_at_all() {
         "{st}"
     );
 }
+
+#[test]
+fn a_mirror_serves_while_the_origin_is_down_and_the_origin_while_the_mirror_is() {
+    let origin = Service::new();
+    let mirror_registry = Registry::start();
+    let mirror = Proxy::start(&mirror_registry.host());
+    let mirror_pub = Publisher::new(mirror_registry.host());
+    let v1 = skill("hello", "1.0.0").build();
+    origin.publisher.push(&v1);
+    mirror_pub.push(&v1);
+    origin.env.write_config(&format!(
+        "[daemon]\npoll_interval = \"1h\"\n\n[registries.\"{0}\"]\ninsecure = true\nmirrors = [\"{1}\"]\n\n\
+         [registries.\"{1}\"]\ninsecure = true\n\n[skills.hello]\nimage = \"{0}/examples/hello\"\n",
+        origin.proxy.host(),
+        mirror.host()
+    ));
+    // The origin is down: the mirror serves, verified by digest as usual.
+    let down = origin.proxy.fail(Match::any(), 503);
+    let _daemon = origin.start();
+    origin.wait_in_sync("hello", "1.0.0");
+    assert_eq!(origin.env.read_skill("claude", "hello"), v1.files);
+    assert!(
+        mirror.counts().blob_gets() >= 1,
+        "{}",
+        mirror.counts().summary()
+    );
+    let st = origin.skill_status("hello");
+    assert_eq!(st["served_by"], mirror.host().as_str(), "{st}");
+    origin.proxy.remove(down);
+
+    // The mirror is down, a new version only on the origin: the origin serves.
+    let mirror_down = mirror.fail(Match::any(), 503);
+    let v2 = skill("hello", "1.1.0").build();
+    origin.publisher.push(&v2);
+    let out = origin.ctl(&["sync", "hello", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(origin.env.read_skill("claude", "hello"), v2.files);
+    assert_eq!(
+        origin.skill_status("hello")["served_by"],
+        origin.proxy.host().as_str()
+    );
+    mirror.remove(mirror_down);
+}
