@@ -850,3 +850,49 @@ fn a_registry_that_never_answers_is_cut_off_and_the_installed_version_stays() {
     assert_eq!(w.env.read_skill("claude", "other"), other.files);
     w.proxy.remove(slow);
 }
+
+#[test]
+fn steady_state_polling_of_50_skills_costs_one_list_and_one_head_each() {
+    let w = World::new();
+    let mut config = String::new();
+    for i in 0..50 {
+        let name = format!("s{i:02}");
+        w.publisher.push(&SkillImage::new(&name, "1.0.0").build());
+        config.push_str(&format!(
+            "[skills.{name}]\nimage = \"{}\"\n\n",
+            w.image(&format!("examples/{name}"))
+        ));
+    }
+    // Ten more following a tag, ten pinned by digest.
+    for i in 0..10 {
+        let name = format!("t{i:02}");
+        let pushed = w.publisher.push(&SkillImage::new(&name, "1.0.0").build());
+        config.push_str(&format!(
+            "[skills.{name}]\nimage = \"{}\"\ntag = \"1.0.0\"\n\n[skills.d{i:02}]\nimage = \"{}\"\ndigest = \"{}\"\n\n",
+            w.image(&format!("examples/{name}")),
+            w.image(&format!("examples/{name}")),
+            pushed.manifest_digest
+        ));
+    }
+    w.config(&config);
+    assert_eq!(code(&w.once()), 0);
+    for pass in 0..3 {
+        w.proxy.reset();
+        let out = w.once();
+        assert_eq!(code(&out), 0, "pass {pass}");
+        let c = w.proxy.counts();
+        assert_eq!(c.tag_lists(), 50, "pass {pass}: {}", c.summary());
+        assert_eq!(c.manifest_heads(), 60, "pass {pass}: {}", c.summary());
+        assert_eq!(
+            (c.manifest_gets(), c.blob_gets()),
+            (0, 0),
+            "pass {pass}: {}",
+            c.summary()
+        );
+        assert!(
+            c.total() <= 111,
+            "one version check per process at most: {}",
+            c.summary()
+        );
+    }
+}
