@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, Selector, Skill};
 use crate::control::protocol::{
-    self, DaemonStatus, Event, EventKind, EventsResponse, HoldAction, HoldResponse, PlanResponse,
+    DaemonStatus, Event, EventKind, EventsResponse, HoldAction, HoldResponse, PlanResponse,
     PlannedSkill, ReloadResponse, SkillStatus, StatusResponse, SyncResponse, TargetStatus,
     UnmanagedSkill,
 };
@@ -546,17 +546,13 @@ impl Daemon {
     fn skill_status(&self, slot: &Slot) -> SkillStatus {
         let view = lock(&slot.shared.view);
         let report = view.report.as_ref();
-        let state = if view.running {
-            protocol::SkillState::Updating
-        } else {
-            match report.map(|r| r.state) {
-                Some(SyncState::InSync) if view.checked => protocol::SkillState::InSync,
-                Some(SyncState::Error) => protocol::SkillState::Error,
-                Some(SyncState::Conflict) => protocol::SkillState::Conflict,
-                Some(SyncState::Drifted) => protocol::SkillState::Drifted,
-                Some(SyncState::Updating) => protocol::SkillState::Updating,
-                _ => protocol::SkillState::Pending,
-            }
+        // Running now: updating; never checked (a report from the state
+        // file): pending, whatever it recorded.
+        let state = match report.map(|r| r.state) {
+            _ if view.running => SyncState::Updating,
+            Some(SyncState::InSync) if !view.checked => SyncState::Pending,
+            Some(state) => state,
+            None => SyncState::Pending,
         };
         SkillStatus {
             name: slot.skill.name.clone(),
@@ -586,13 +582,7 @@ impl Daemon {
                         .map(|t| TargetStatus {
                             name: t.name.clone(),
                             path: t.path.display().to_string(),
-                            state: match t.state {
-                                TargetSync::InSync => protocol::TargetState::InSync,
-                                TargetSync::Pending => protocol::TargetState::Pending,
-                                TargetSync::Error => protocol::TargetState::Error,
-                                TargetSync::Conflict => protocol::TargetState::Conflict,
-                                TargetSync::Drifted => protocol::TargetState::Drifted,
-                            },
+                            state: t.state,
                             error: t.error.clone(),
                         })
                         .collect()

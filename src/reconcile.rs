@@ -37,39 +37,9 @@ use crate::state::{Backup, Hold, HoldReason, Installed, SkillState, State, Targe
 use crate::tree::{self, TreeRecord};
 use crate::unpack;
 
-/// The overall state of a skill after a pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncState {
-    /// Every target holds the desired version.
-    InSync,
-    /// A pass is running.
-    Updating,
-    /// Not checked yet.
-    Pending,
-    /// The last pass failed; what was installed stays.
-    Error,
-    /// A target holds a folder skillsyncd did not install.
-    Conflict,
-    /// A managed folder was edited or deleted by hand and left so.
-    Drifted,
-}
-
-/// The state of one target of a skill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetSync {
-    /// Holds the desired version.
-    InSync,
-    /// Not installed yet.
-    Pending,
-    /// The install into this target failed.
-    Error,
-    /// A folder that is not ours is in the way.
-    Conflict,
-    /// Ours, edited or deleted by hand, left as it is (`on_drift`).
-    Drifted,
-}
+/// The overall state of a skill after a pass, and of one of its targets:
+/// the wire types themselves (`control::protocol`), so the two cannot drift.
+pub use crate::control::protocol::{SkillState as SyncState, TargetState as TargetSync};
 
 /// One target's outcome.
 #[derive(Debug, Clone, Serialize)]
