@@ -473,14 +473,7 @@ impl<'a> Walk<'a> {
         entries: &mut BTreeMap<String, EntryRecord>,
     ) -> Result<()> {
         if depth >= MAX_DEPTH {
-            return Err(Error::io(
-                "recording",
-                self.path(rel),
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("nested deeper than {MAX_DEPTH} levels"),
-                ),
-            ));
+            return Err(too_deep("recording", self.path(rel)));
         }
         let (dir, names) = self.list(fd, rel)?;
         let dir_fd = dir
@@ -544,14 +537,7 @@ impl<'a> Walk<'a> {
         seen: &mut Seen,
     ) -> Result<()> {
         if depth >= MAX_DEPTH {
-            return Err(Error::io(
-                "checking",
-                self.path(rel),
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("nested deeper than {MAX_DEPTH} levels"),
-                ),
-            ));
+            return Err(too_deep("checking", self.path(rel)));
         }
         let (dir, names) = self.list(fd, rel)?;
         let dir_fd = dir
@@ -782,6 +768,18 @@ fn shorten(path: &str) -> String {
         s.push('…');
         s
     }
+}
+
+/// A tree nested deeper than [`MAX_DEPTH`], which no installed skill is.
+fn too_deep(action: &'static str, path: PathBuf) -> Error {
+    Error::io(
+        action,
+        path,
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("nested deeper than {MAX_DEPTH} levels"),
+        ),
+    )
 }
 
 #[cfg(test)]

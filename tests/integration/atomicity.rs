@@ -68,21 +68,6 @@ fn config(layout: &Path, target: &Path, tag: &str) -> String {
     )
 }
 
-fn run_once(env: &TestEnv) {
-    let output = env
-        .daemon()
-        .arg("--once")
-        .output()
-        .expect("run skillsyncd --once");
-    assert!(
-        output.status.success(),
-        "skillsyncd --once failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 fn leftovers(target: &Path) -> Vec<String> {
     std::fs::read_dir(target)
         .expect("read the target directory")
@@ -249,7 +234,7 @@ fn readers_never_see_a_missing_or_torn_skill_while_versions_swap() {
     // The first install is a plain rename into an empty target; swaps
     // start from there, with the readers already running.
     env.write_config(&config(&layout, &target, "1.0.0"));
-    run_once(&env);
+    env.once_ok();
     assert_eq!(read_tree(&skill), v1.files);
 
     let shared = Arc::new(Shared {
@@ -277,7 +262,7 @@ fn readers_never_see_a_missing_or_torn_skill_while_versions_swap() {
             };
             env.write_config(&config(&layout, &target, tag));
             shared.run_clock.fetch_add(1, Ordering::SeqCst);
-            run_once(&env);
+            env.once_ok();
             shared.run_clock.fetch_add(1, Ordering::SeqCst);
             assert_eq!(
                 leftovers(&target),

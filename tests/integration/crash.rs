@@ -61,21 +61,6 @@ fn config(layout: &Path, targets: &BTreeMap<&str, PathBuf>, tag: &str) -> String
     toml
 }
 
-fn run_to_completion(env: &TestEnv) {
-    let output = env
-        .daemon()
-        .arg("--once")
-        .output()
-        .expect("run skillsyncd --once");
-    assert!(
-        output.status.success(),
-        "skillsyncd --once failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// A pseudo-random fraction of `span` from a small linear congruential
 /// generator seeded with `seed`: the same delays on every run.
 fn pseudo_random_delay(seed: u64, span: Duration) -> Duration {
@@ -221,12 +206,12 @@ fn killed_installs_leave_a_complete_version_and_recover_on_restart() {
     let typical = {
         let probe = Setup::new(&v1, &v2);
         probe.pin("1.0.0");
-        run_to_completion(&probe.env);
+        probe.env.once_ok();
         let mut shortest = Duration::MAX;
         for v in [2, 1] {
             probe.pin(tag(v));
             let t = Instant::now();
-            run_to_completion(&probe.env);
+            probe.env.once_ok();
             shortest = shortest.min(t.elapsed());
             assert_eq!(probe.versions(&v1, &v2, "probe"), vec![Some(v); 3]);
         }
@@ -295,7 +280,7 @@ fn killed_installs_leave_a_complete_version_and_recover_on_restart() {
             next
         };
         setup.pin(tag(wanted));
-        run_to_completion(&setup.env);
+        setup.env.once_ok();
         let when = format!(
             "after the restart following kill {i} (pinned {})",
             tag(wanted)

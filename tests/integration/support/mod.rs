@@ -162,6 +162,23 @@ impl TestEnv {
         self.command(SKILLSYNCD)
     }
 
+    /// Runs `skillsyncd --once` in the sandbox and panics, with its output,
+    /// unless it exits 0.
+    pub fn once_ok(&self) {
+        let output = self
+            .daemon()
+            .arg("--once")
+            .output()
+            .expect("run skillsyncd --once");
+        assert!(
+            output.status.success(),
+            "skillsyncd --once failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// `skillsyncctl` in the sandbox.
     pub fn ctl(&self) -> Command {
         self.command(SKILLSYNCCTL)
