@@ -44,13 +44,22 @@ pub fn watch(file: &Path, tx: UnboundedSender<()>) -> Result<ConfigWatcher, Watc
         path: dir.clone(),
         source,
     };
+    // Reading the file (as a reload does) raises events too; only a new
+    // stamp (inode, size, mtime, ctime) is a change, or a reload would
+    // trigger the next one.
+    let mut last = stamp(file);
+    let path = file.to_path_buf();
     let mut debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| {
         if let Ok(events) = res {
             if events
                 .iter()
                 .any(|e| e.path.file_name() == Some(name.as_os_str()))
             {
-                let _ = tx.send(());
+                let now = stamp(&path);
+                if now != last {
+                    last = now;
+                    let _ = tx.send(());
+                }
             }
         }
     })
@@ -62,6 +71,22 @@ pub fn watch(file: &Path, tx: UnboundedSender<()>) -> Result<ConfigWatcher, Watc
     Ok(ConfigWatcher {
         _debouncer: debouncer,
     })
+}
+
+/// What identifies one version of a file: inode, size, mtime and ctime
+/// (nanoseconds); `None` when it is missing.
+fn stamp(path: &Path) -> Option<(u64, u64, u64, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }
 
 #[cfg(test)]
@@ -84,5 +109,9 @@ mod tests {
         // The burst was one event.
         tokio::time::sleep(DEBOUNCE * 3).await;
         assert!(rx.try_recv().is_err());
+        // Reading the file is not a change.
+        let _ = std::fs::read(&file).unwrap();
+        tokio::time::sleep(DEBOUNCE * 3).await;
+        assert!(rx.try_recv().is_err(), "a read is not an edit");
     }
 }
