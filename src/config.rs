@@ -216,6 +216,10 @@ pub struct RegistrySettings {
     /// `host[:port]`s tried, in order, before this registry; content from a
     /// mirror is verified by digest like any other.
     pub mirrors: Vec<String>,
+    /// Requests in flight to this registry at most (default 4).
+    pub max_requests: Option<usize>,
+    /// Requests started per second at most (unlimited by default).
+    pub requests_per_second: Option<f64>,
 }
 
 /// A place skills are installed into.
@@ -414,6 +418,8 @@ struct RawRegistry {
     auth_file: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
     mirrors: Option<Vec<Spanned<String>>>,
+    max_requests: Option<Spanned<i64>>,
+    requests_per_second: Option<Spanned<f64>>,
 }
 
 /// `[targets.NAME]`, as written.
@@ -715,6 +721,29 @@ impl Checker<'_> {
                     self.error(
                         m.span(),
                         format!("invalid mirror {host:?}: give a host[:port], e.g. \"mirror.local:5000\""),
+                    );
+                }
+            }
+            if let Some(v) = &reg.max_requests {
+                match usize::try_from(*v.get_ref()) {
+                    Ok(n) if (1..=64).contains(&n) => settings.max_requests = Some(n),
+                    _ => self.error(
+                        v.span(),
+                        format!(
+                            "invalid max_requests {}: from 1 to 64 requests in flight at once",
+                            v.get_ref()
+                        ),
+                    ),
+                }
+            }
+            if let Some(v) = &reg.requests_per_second {
+                let r = *v.get_ref();
+                if r.is_finite() && (0.01..=10_000.0).contains(&r) {
+                    settings.requests_per_second = Some(r);
+                } else {
+                    self.error(
+                        v.span(),
+                        format!("invalid requests_per_second {r}: from 0.01 to 10000"),
                     );
                 }
             }
@@ -1368,6 +1397,7 @@ channel = "testing"
                         auth_file: None,
                         ca_file: None,
                         mirrors: Vec::new(),
+                        ..Default::default()
                     },
                 ),
                 (
@@ -1378,6 +1408,7 @@ channel = "testing"
                         auth_file: None,
                         ca_file: None,
                         mirrors: Vec::new(),
+                        ..Default::default()
                     },
                 ),
             ]),
@@ -1651,6 +1682,7 @@ channel = "testing"
                 auth_file: None,
                 ca_file: None,
                 mirrors: Vec::new(),
+                ..Default::default()
             }
         );
     }

@@ -437,9 +437,17 @@ impl Daemon {
             let interval = self.engine().config().daemon.poll_interval;
             let delay = if report.state == SyncState::Error {
                 failures = failures.saturating_add(1);
-                RETRY_MIN
+                let retry = RETRY_MIN
                     .saturating_mul(1u32 << failures.min(16).saturating_sub(1))
-                    .min(interval)
+                    .min(interval);
+                // A registry that rate-limits us or is down is not asked
+                // before its next try, whatever this skill's own retry.
+                let registry_wait = self
+                    .engine()
+                    .next_try(&skill.image)
+                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                    .unwrap_or_default();
+                retry.max(registry_wait)
             } else {
                 failures = 0;
                 interval

@@ -19,8 +19,10 @@
 //!   docker use (`auth.json`, `config.json`), credential helpers run with a
 //!   timeout.
 //! - [`source`]: where images come from, behind one trait: a registry
-//!   (`source::registry`) or an OCI image layout directory
-//!   (`source::layout`).
+//!   (`source::registry`, speaking the distribution API over
+//!   `source::http`, with per-endpoint backoff in `source::backoff` and
+//!   registries.conf routes from `source::registries_conf`) or an OCI image
+//!   layout directory (`source::layout`).
 //! - [`cache`]: content-addressed blob cache; digests computed while
 //!   streaming, sizes capped.
 //! - [`unpack`]: hostile-archive rules; a layer unpacked into a staging dir.

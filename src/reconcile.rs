@@ -340,6 +340,12 @@ impl Engine {
         })
     }
 
+    /// When every endpoint `image` is served from waits out a failure
+    /// (a rate limit or an outage): the earliest time one is asked again.
+    pub fn next_try(&self, image: &crate::reference::ImageRef) -> Option<std::time::SystemTime> {
+        self.sources.next_try(image)
+    }
+
     /// A dry-run copy: the same config, a private copy of the state, and
     /// nothing written anywhere; each pass reports what it would do.
     pub async fn dry_run(&self) -> Result<Engine> {

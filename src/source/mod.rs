@@ -1,13 +1,16 @@
 //! Where skill images come from, behind one small trait.
 //!
 //! Two sources implement [`Source`]: a registry speaking the OCI distribution
-//! API ([`registry`], built on `oci-client`), and an OCI image layout
+//! API ([`registry`], over [`http`]), and an OCI image layout
 //! directory ([`layout`]). The rest of the daemon never sees which one it
 //! talks to. Sources only move bytes: every digest is verified by the caller
 //! (the [`crate::cache`] and [`crate::reconcile`] modules), never trusted
 //! from the source.
 
+pub mod backoff;
+mod http;
 pub mod layout;
+pub mod registries_conf;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -52,6 +55,25 @@ pub enum SourceError {
         status: u16,
         /// The registry's message, shortened.
         message: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The endpoint failed recently and is left alone until its next try
+    /// (see [`backoff`]); no request was made.
+    #[error(
+        "registry {endpoint} unavailable since {}, next try at {}: {cause}",
+        humantime::format_rfc3339_seconds(*since),
+        humantime::format_rfc3339_seconds(*next_try)
+    )]
+    Unavailable {
+        /// The registry or mirror host.
+        endpoint: String,
+        /// When the outage began.
+        since: std::time::SystemTime,
+        /// When it is asked again.
+        next_try: std::time::SystemTime,
+        /// The last failure.
+        cause: String,
     },
     /// The registry could not be reached or the connection failed.
     #[error("cannot reach {endpoint}: {message}")]
@@ -91,9 +113,17 @@ impl SourceError {
     /// True when retrying later might help (network and server errors).
     pub fn is_transient(&self) -> bool {
         match self {
-            SourceError::Network { .. } => true,
+            SourceError::Network { .. } | SourceError::Unavailable { .. } => true,
             SourceError::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
+        }
+    }
+
+    /// How long the server asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SourceError::Status { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }
@@ -234,22 +264,70 @@ impl Sources {
         let home = crate::paths::Paths::from_env()
             .map(|p| p.home)
             .unwrap_or_else(|_| PathBuf::from("/"));
-        Ok(Sources {
-            registry: registry::RegistrySource::new(
-                insecure,
-                home,
-                auth_files,
-                cas,
-                config.daemon.request_timeout,
-                config
-                    .registries
+        let mut routes = registries_conf::load(&registries_conf::files(
+            |k| std::env::var_os(k),
+            &home,
+            std::path::Path::new("/etc/containers"),
+        ))
+        .map_err(|e| SourceError::Setup {
+            endpoint: "registries.conf".into(),
+            reason: e.to_string(),
+        })?;
+        // skills.toml's mirrors replace what registries.conf says of a host.
+        for (key, r) in config
+            .registries
+            .iter()
+            .filter(|(_, r)| !r.mirrors.is_empty())
+        {
+            routes.retain(|route| route.prefix != *key);
+            routes.push(registries_conf::Route {
+                prefix: key.clone(),
+                location: key.clone(),
+                mirrors: r
+                    .mirrors
                     .iter()
-                    .filter(|(_, r)| !r.mirrors.is_empty())
-                    .map(|(k, r)| (k.clone(), r.mirrors.clone()))
+                    .map(|m| registries_conf::Mirror {
+                        location: m.clone(),
+                        insecure: false,
+                        pull: registries_conf::PullFrom::All,
+                    })
                     .collect(),
-            )?,
+                blocked: false,
+                insecure: false,
+            });
+        }
+        let options = registry::RegistryOptions {
+            insecure,
+            home,
+            auth_files,
+            cas,
+            deadline: config.daemon.request_timeout,
+            routes,
+            max_requests: config
+                .registries
+                .iter()
+                .filter_map(|(k, r)| r.max_requests.map(|n| (k.clone(), n)))
+                .collect(),
+            requests_per_second: config
+                .registries
+                .iter()
+                .filter_map(|(k, r)| r.requests_per_second.map(|n| (k.clone(), n)))
+                .collect(),
+            poll_interval: config.daemon.poll_interval,
+        };
+        Ok(Sources {
+            registry: registry::RegistrySource::new(options)?,
             layouts,
         })
+    }
+
+    /// When every endpoint of `image` waits out a failure (see
+    /// [`backoff`]): the earliest time one is asked again.
+    pub fn next_try(&self, image: &ImageRef) -> Option<std::time::SystemTime> {
+        match self.for_image(image) {
+            AnySource::Registry(r) => r.next_try(image),
+            AnySource::Layout(_) => None,
+        }
     }
 
     /// The source that serves an image.

@@ -1,23 +1,31 @@
-//! A registry speaking the OCI distribution API, through `oci-client`.
+//! A registry speaking the OCI distribution API.
 //!
-//! All of `oci-client`'s quirks stay in this file (see DESIGN.md): it trusts
-//! `Docker-Content-Digest` (we only use that to learn which digest a tag
-//! names, then pull by digest and verify locally), it does not cap sizes (we
-//! cap manifests here and blobs in the cache), and it knows nothing of
-//! retries (the daemon's scheduler backs off).
+//! The HTTP exchanges themselves are [`super::http`]'s; this file decides
+//! which endpoint is asked (mirrors first, then the registry or the
+//! location registries.conf rewrites it to), within which limits (a
+//! per-registry cap on requests in flight, an optional requests-per-second
+//! budget, a total deadline per request) and with which credentials
+//! (looked up as podman and docker do, re-read when their files change).
+//! Failures that may pass feed the per-endpoint backoff
+//! ([`super::backoff`]): an endpoint that rate-limits or is down is not
+//! asked again before its next try.
+//!
+//! Sources only move bytes: `Docker-Content-Digest` is used to learn which
+//! digest a tag names, and everything fetched is verified by the caller.
+//! Manifest and tag-list bodies are capped ([`MAX_MANIFEST_SIZE`]) while
+//! they stream; blobs are capped at their descriptor's size by the cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use futures_util::StreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use reqwest::Method;
+use serde::Deserialize;
 
+use super::backoff::{self, Backoff};
+use super::http::{self, Call, Http};
+use super::registries_conf::{self, Route};
 use super::{BlobStream, Source, SourceError};
 use crate::auth::{self, AuthSources, Credential, HelperEnv, Lookup};
 use crate::manifest::{ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_SIZE};
@@ -28,175 +36,189 @@ const TAG_PAGE: usize = 100;
 /// Tag-list pages followed at most (100,000 tags).
 const MAX_TAG_PAGES: usize = 1000;
 
-/// Whether a registry asks for authentication, learned from one `GET /v2/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// No challenge: every request may go straight to the API.
-    Open,
-    /// A `WWW-Authenticate` challenge: oci-client's token flow applies.
-    Challenged,
-}
-
-/// Registries reached over the network.
-pub struct RegistrySource {
-    /// Rebuilt when a registry's credentials change: oci-client keeps the
-    /// first credentials it sees per registry for the life of a client.
-    client: RwLock<Arc<Client>>,
-    /// For the one version check per registry.
-    http: reqwest::Client,
-    insecure: Vec<String>,
-    /// PEM certificates from every registry's `ca_file`.
-    cas: Vec<Vec<u8>>,
-    access: tokio::sync::Mutex<HashMap<String, Access>>,
-    /// Where credentials are looked up: the home directory, and
-    /// per-registry `auth_file` overrides.
-    home: PathBuf,
-    auth_files: HashMap<String, PathBuf>,
-    /// Per registry: the credentials found, and the fingerprint of the
-    /// files they were found in (re-read when it changes).
-    creds: tokio::sync::Mutex<HashMap<String, Found>>,
-    /// Per registry: at most [`PER_REGISTRY_REQUESTS`] requests at once.
-    limits: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
-    /// A tag list, HEAD or manifest that takes longer than this, headers
-    /// and body together, is given up (a server that trickles bytes is
-    /// cut off); also how long a blob may take to start.
-    deadline: Duration,
-    /// Per registry: mirrors tried, in order, before it.
-    mirrors: HashMap<String, Vec<String>>,
-    /// Per registry: the endpoint that answered last (itself or a mirror).
-    served: std::sync::Mutex<HashMap<String, String>>,
-}
-
-/// The outcome of a credentials lookup for one registry.
-#[derive(Clone)]
-struct Found {
-    fingerprint: Vec<(PathBuf, Option<(u64, std::time::SystemTime)>)>,
-    credential: Option<(Credential, PathBuf)>,
-    searched: Vec<PathBuf>,
-}
-
-/// Requests in flight to one registry at most.
+/// Requests in flight to one registry at most, unless its
+/// `max_requests` says otherwise.
 pub const PER_REGISTRY_REQUESTS: usize = 4;
 
 /// How long a `docker-credential-*` helper may take.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn build_client(insecure: &[String], cas: &[Vec<u8>]) -> Result<Client, SourceError> {
-    let config = ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
-        extra_root_certificates: cas
-            .iter()
-            .map(|pem| Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: pem.clone(),
-            })
-            .collect(),
-        connect_timeout: Some(Duration::from_secs(10)),
-        read_timeout: Some(Duration::from_secs(60)),
-        user_agent: concat!("skillsyncd/", env!("CARGO_PKG_VERSION")),
-        ..Default::default()
-    };
-    Client::try_from(config).map_err(|e| SourceError::Setup {
-        endpoint: "registry client".into(),
-        reason: e.to_string(),
-    })
+/// How a [`RegistrySource`] is set up.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// `host[:port]`s spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    /// The home directory credentials are looked up under.
+    pub home: PathBuf,
+    /// Per registry: the one auth file its credentials come from.
+    pub auth_files: HashMap<String, PathBuf>,
+    /// PEM certificates of private CAs, trusted besides the system's.
+    pub cas: Vec<Vec<u8>>,
+    /// Total deadline of a tag list, HEAD or manifest request; also how
+    /// long a blob may take to start.
+    pub deadline: Duration,
+    /// Where each prefix is pulled from: skills.toml's mirrors and
+    /// registries.conf's entries, most specific first.
+    pub routes: Vec<Route>,
+    /// Per registry: requests in flight at most.
+    pub max_requests: HashMap<String, usize>,
+    /// Per registry: requests started per second at most.
+    pub requests_per_second: HashMap<String, f64>,
+    /// The poll interval, where the backoff of a failing endpoint starts.
+    pub poll_interval: Duration,
+}
+
+/// Registries reached over the network.
+pub struct RegistrySource {
+    http: Http,
+    options: RegistryOptions,
+    /// Per registry: the credentials found, and the fingerprint of the
+    /// files they were found in (re-read when it changes).
+    creds: tokio::sync::Mutex<HashMap<String, Found>>,
+    /// Per registry: the cap on requests in flight.
+    limits: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Per registry with a budget: when the next request may start.
+    pacing: tokio::sync::Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Per image registry: the endpoint that answered last.
+    served: std::sync::Mutex<HashMap<String, String>>,
+    backoff: Backoff,
+}
+
+/// The outcome of a credentials lookup for one registry.
+#[derive(Clone)]
+struct Found {
+    fingerprint: Vec<(PathBuf, Option<(u64, SystemTime)>)>,
+    credential: Option<(Credential, PathBuf)>,
+    searched: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct TagPage {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
 }
 
 impl RegistrySource {
-    /// Builds a client; `insecure` lists the `host:port`s spoken to over
-    /// plain HTTP; credentials are looked up under `home` as podman and
-    /// docker do, or in a registry's own `auth_files` entry.
-    pub fn new(
-        insecure: Vec<String>,
-        home: PathBuf,
-        auth_files: HashMap<String, PathBuf>,
-        cas: Vec<Vec<u8>>,
-        deadline: Duration,
-        mirrors: HashMap<String, Vec<String>>,
-    ) -> Result<Self, SourceError> {
+    /// Builds the source. Hosts that registries.conf marks insecure are
+    /// spoken to over plain HTTP too.
+    pub fn new(options: RegistryOptions) -> Result<Self, SourceError> {
         // Rustls needs a process-wide crypto provider; installing it twice is
         // harmless (the second call reports the first one is in place).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = build_client(&insecure, &cas)?;
-        let mut http = reqwest::Client::builder();
-        for pem in &cas {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| SourceError::Setup {
-                endpoint: "registry client".into(),
-                reason: format!("a ca_file is not a PEM certificate: {}", chain(&e)),
-            })?;
-            http = http.add_root_certificate(cert);
+        let mut insecure = options.insecure.clone();
+        for route in &options.routes {
+            if route.insecure {
+                insecure.push(host_of(&route.location));
+            }
+            insecure.extend(
+                route
+                    .mirrors
+                    .iter()
+                    .filter(|m| m.insecure)
+                    .map(|m| host_of(&m.location)),
+            );
         }
-        let http = http
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .user_agent(concat!("skillsyncd/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SourceError::Setup {
-                endpoint: "registry client".into(),
-                reason: chain(&e),
-            })?;
+        let http = Http::new(insecure, &options.cas)?;
         Ok(RegistrySource {
-            client: RwLock::new(Arc::new(client)),
             http,
-            insecure,
-            cas,
-            access: tokio::sync::Mutex::new(HashMap::new()),
-            home,
-            auth_files,
+            backoff: Backoff::new(options.poll_interval),
+            options,
             creds: tokio::sync::Mutex::new(HashMap::new()),
             limits: std::sync::Mutex::new(HashMap::new()),
-            deadline,
-            mirrors,
+            pacing: tokio::sync::Mutex::new(HashMap::new()),
             served: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
-    /// A turn at `registry`: waits while [`PER_REGISTRY_REQUESTS`] are in
-    /// flight there.
-    async fn turn(&self, registry: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let semaphore = self
-            .limits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(registry.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_REGISTRY_REQUESTS)))
-            .clone();
-        semaphore.acquire_owned().await.ok()
+    /// Where `image` may be asked for, in order: mirrors (those that serve
+    /// this kind of request), then the registry or its rewritten location.
+    fn endpoints(&self, image: &ImageRef, by_digest: bool) -> Result<Vec<ImageRef>, SourceError> {
+        let Some(route) =
+            registries_conf::route_for(&self.options.routes, &image.registry, &image.repository)
+        else {
+            return Ok(vec![image.clone()]);
+        };
+        if route.blocked {
+            return Err(SourceError::Setup {
+                endpoint: image.registry.clone(),
+                reason: format!("pulls from {} are blocked in registries.conf", route.prefix),
+            });
+        }
+        let at = |location: &str| {
+            let (registry, repository) = registries_conf::rewrite(
+                &route.prefix,
+                location,
+                &image.registry,
+                &image.repository,
+            );
+            ImageRef {
+                registry,
+                repository,
+            }
+        };
+        let mut out: Vec<ImageRef> = route
+            .mirrors
+            .iter()
+            .filter(|m| m.pull.serves(by_digest))
+            .map(|m| at(&m.location))
+            .collect();
+        out.push(at(&route.location));
+        Ok(out)
     }
 
-    /// Runs `request` against the registry's mirrors in order, then the
-    /// registry itself, until one answers; an endpoint that is down, fails,
-    /// refuses or lacks the content passes the turn to the next. Returns the
-    /// last error when none answered.
-    async fn via_endpoints<T, F, Fut>(&self, image: &ImageRef, request: F) -> Result<T, SourceError>
+    /// When every endpoint of `image` waits out a failure: the earliest
+    /// next try.
+    pub fn next_try(&self, image: &ImageRef) -> Option<SystemTime> {
+        let endpoints: Vec<String> = self
+            .endpoints(image, false)
+            .ok()?
+            .into_iter()
+            .map(|e| e.registry)
+            .collect();
+        self.backoff
+            .all_waiting_until(&endpoints, SystemTime::now())
+    }
+
+    /// Runs `request` against `image`'s endpoints in order until one
+    /// answers; an endpoint that waits out a failure is skipped without a
+    /// request, one that is down, fails, refuses or lacks the content
+    /// passes the turn to the next. Returns the last error when none
+    /// answered.
+    async fn via_endpoints<T, F, Fut>(
+        &self,
+        image: &ImageRef,
+        by_digest: bool,
+        request: F,
+    ) -> Result<T, SourceError>
     where
         F: Fn(ImageRef) -> Fut,
         Fut: std::future::Future<Output = Result<T, SourceError>>,
     {
-        let mut endpoints: Vec<String> = self
-            .mirrors
-            .get(&image.registry)
-            .cloned()
-            .unwrap_or_default();
-        endpoints.push(image.registry.clone());
         let mut last = None;
-        for endpoint in endpoints {
-            let at = ImageRef {
-                registry: endpoint.clone(),
-                repository: image.repository.clone(),
-            };
-            match request(at).await {
+        for at in self.endpoints(image, by_digest)? {
+            if let Err(waiting) = self.backoff.check(&at.registry, SystemTime::now()) {
+                last = Some(waiting);
+                continue;
+            }
+            match request(at.clone()).await {
                 Ok(v) => {
+                    self.backoff
+                        .record(&at.registry, Ok(()), SystemTime::now(), 0.0);
                     self.served
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(image.registry.clone(), endpoint);
+                        .insert(image.registry.clone(), at.registry);
                     return Ok(v);
                 }
                 Err(e) => {
-                    if endpoint != image.registry {
-                        tracing::debug!(mirror = %endpoint, "mirror did not serve {image}: {e}");
+                    self.backoff.record(
+                        &at.registry,
+                        Err(&e),
+                        SystemTime::now(),
+                        backoff::random(),
+                    );
+                    if at.registry != image.registry {
+                        tracing::debug!(endpoint = %at.registry, "did not serve {image}: {e}");
                     }
                     last = Some(e);
                 }
@@ -208,40 +230,66 @@ impl RegistrySource {
         }))
     }
 
-    /// Runs one request within the registry's limit and the deadline.
+    /// A turn at `registry`: waits while its cap of requests is in flight,
+    /// then for its requests-per-second budget.
+    async fn turn(&self, registry: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = self
+            .limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(registry.to_string())
+            .or_insert_with(|| {
+                let n = self
+                    .options
+                    .max_requests
+                    .get(registry)
+                    .copied()
+                    .unwrap_or(PER_REGISTRY_REQUESTS);
+                Arc::new(tokio::sync::Semaphore::new(n))
+            })
+            .clone();
+        let permit = semaphore.acquire_owned().await.ok();
+        if let Some(rate) = self.options.requests_per_second.get(registry) {
+            let gap = Duration::from_secs_f64(1.0 / rate);
+            let start = {
+                let mut pacing = self.pacing.lock().await;
+                let now = tokio::time::Instant::now();
+                let start = pacing.get(registry).copied().unwrap_or(now).max(now);
+                pacing.insert(registry.to_string(), start + gap);
+                start
+            };
+            tokio::time::sleep_until(start).await;
+        }
+        permit
+    }
+
+    /// Runs one request within the registry's limits and the deadline.
     async fn bounded<T>(
         &self,
-        image: &ImageRef,
+        at: &ImageRef,
         what: &str,
         request: impl std::future::Future<Output = Result<T, SourceError>>,
     ) -> Result<T, SourceError> {
-        let _turn = self.turn(&image.registry).await;
-        match tokio::time::timeout(self.deadline, request).await {
+        let _turn = self.turn(&at.registry).await;
+        match tokio::time::timeout(self.options.deadline, request).await {
             Ok(result) => result,
             Err(_) => Err(SourceError::Network {
-                endpoint: image.registry.clone(),
+                endpoint: at.registry.clone(),
                 message: format!(
                     "{what}: no complete answer within {}s",
-                    self.deadline.as_secs()
+                    self.options.deadline.as_secs()
                 ),
             }),
         }
     }
 
-    fn client(&self) -> Arc<Client> {
-        self.client
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
-    }
-
-    /// The credentials for `image`'s registry, re-read whenever one of the
-    /// files they come from changes (and the client rebuilt when they do).
-    async fn credentials(&self, image: &ImageRef) -> Result<Option<Credential>, SourceError> {
-        let registry = image.registry.clone();
-        let sources = match self.auth_files.get(&registry) {
+    /// The credentials for `at`'s registry, re-read whenever one of the
+    /// files they come from changes.
+    async fn credentials(&self, at: &ImageRef) -> Result<Option<Credential>, SourceError> {
+        let registry = at.registry.clone();
+        let sources = match self.options.auth_files.get(&registry) {
             Some(file) => AuthSources::with_override(file),
-            None => AuthSources::from_env(&self.home, |k| std::env::var_os(k)),
+            None => AuthSources::from_env(&self.options.home, |k| std::env::var_os(k)),
         };
         let fingerprint = sources.fingerprint();
         let mut creds = self.creds.lock().await;
@@ -251,7 +299,7 @@ impl RegistrySource {
             }
         }
         let searched = sources.files.clone();
-        let (reg, repo) = (registry.clone(), image.repository.clone());
+        let (reg, repo) = (registry.clone(), at.repository.clone());
         let credential = tokio::task::spawn_blocking(move || {
             let lookup = Lookup {
                 registry: &reg,
@@ -271,12 +319,9 @@ impl RegistrySource {
         let previous = creds
             .get(&registry)
             .map(|f| f.credential.as_ref().map(|(c, _)| c));
-        let changed = previous.is_some_and(|p| p != credential.as_ref().map(|(c, _)| c));
-        if changed {
+        if previous.is_some_and(|p| p != credential.as_ref().map(|(c, _)| c)) {
             tracing::info!(registry = %registry, "credentials changed; using the new ones");
-            let fresh = Arc::new(build_client(&self.insecure, &self.cas)?);
-            *self.client.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-            self.access.lock().await.remove(&registry);
+            self.http.forget(&registry);
         }
         let out = credential.as_ref().map(|(c, _)| c.clone());
         creds.insert(
@@ -292,11 +337,19 @@ impl RegistrySource {
 
     /// An unauthorized error, told which credentials were refused or where
     /// none were found (never the credentials themselves).
-    fn explain(&self, image: &ImageRef, err: SourceError) -> SourceError {
-        let SourceError::Unauthorized { endpoint, .. } = err else {
+    fn explain(&self, at: &ImageRef, err: SourceError) -> SourceError {
+        let SourceError::Unauthorized { endpoint, hint } = err else {
             return err;
         };
-        let hint = match self.creds.try_lock().ok().and_then(|c| c.get(&image.registry).cloned()) {
+        if !hint.is_empty() {
+            return SourceError::Unauthorized { endpoint, hint };
+        }
+        let hint = match self
+            .creds
+            .try_lock()
+            .ok()
+            .and_then(|c| c.get(&at.registry).cloned())
+        {
             Some(Found {
                 credential: Some((_, file)),
                 ..
@@ -317,173 +370,39 @@ impl RegistrySource {
         SourceError::Unauthorized { endpoint, hint }
     }
 
-    /// The credentials to hand oci-client for `registry`.
-    ///
-    /// oci-client asks `GET /v2/` before *every* request to a registry that
-    /// sends no auth challenge (it caches tokens, and such a registry gives
-    /// none), which would double every poll. So the version check is made
-    /// here once per registry: an open registry gets an empty bearer token,
-    /// which oci-client uses without asking again and an open registry
-    /// ignores; a challenging one gets oci-client's normal token flow.
-    async fn auth(&self, image: &ImageRef) -> Result<RegistryAuth, SourceError> {
-        match self.credentials(image).await? {
-            Some(Credential::Basic { username, password }) => {
-                return Ok(RegistryAuth::Basic(username, password))
-            }
-            Some(Credential::IdentityToken(_)) => {
-                return Err(SourceError::Setup {
-                    endpoint: image.registry.clone(),
-                    reason: "the credentials found are an identity token, which skillsyncd cannot exchange yet; \
-                             log in with a username and password or use a credential helper"
-                        .into(),
-                })
-            }
-            None => {}
-        }
-        let mut access = self.access.lock().await;
-        let known = match access.get(&image.registry) {
-            Some(a) => *a,
-            None => {
-                let scheme = if self.insecure.contains(&image.registry) {
-                    "http"
-                } else {
-                    "https"
-                };
-                let url = format!("{scheme}://{}/v2/", image.registry);
-                let resp = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| SourceError::Network {
-                        endpoint: image.registry.clone(),
-                        message: with_tls_hint(&image.registry, chain(&e)),
-                    })?;
-                let a = if resp
-                    .headers()
-                    .contains_key(reqwest::header::WWW_AUTHENTICATE)
-                    || !resp.status().is_success()
-                {
-                    Access::Challenged
-                } else {
-                    Access::Open
-                };
-                access.insert(image.registry.clone(), a);
-                a
-            }
+    /// Sends one call to `at` with its credentials; errors explained.
+    async fn send(
+        &self,
+        at: &ImageRef,
+        method: Method,
+        path: String,
+        accept: Option<String>,
+        what: String,
+    ) -> Result<reqwest::Response, SourceError> {
+        let credential = self.credentials(at).await?;
+        let repository = http::api_repository(&at.registry, &at.repository);
+        let call = Call {
+            method,
+            registry: &at.registry,
+            repository: &repository,
+            path,
+            accept,
+            what,
         };
-        Ok(match known {
-            Access::Open => RegistryAuth::Bearer(String::new()),
-            Access::Challenged => RegistryAuth::Anonymous,
-        })
+        self.http
+            .send(&call, credential.as_ref())
+            .await
+            .map_err(|e| self.explain(at, e))
     }
 }
 
-fn reference(image: &ImageRef, tag: &str) -> Reference {
-    Reference::with_tag(
-        image.registry.clone(),
-        image.repository.clone(),
-        tag.to_string(),
-    )
+/// The host of a `host[:port][/namespace]` location.
+fn host_of(location: &str) -> String {
+    location.split('/').next().unwrap_or(location).to_string()
 }
 
-fn by_digest(image: &ImageRef, digest: &Digest) -> Reference {
-    Reference::with_digest(
-        image.registry.clone(),
-        image.repository.clone(),
-        digest.to_string(),
-    )
-}
-
-/// Turns an oci-client error into ours, naming what was asked for.
-fn convert(image: &ImageRef, what: String, err: OciDistributionError) -> SourceError {
-    let endpoint = image.registry.clone();
-    match err {
-        OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => SourceError::Unauthorized {
-            endpoint,
-            hint: String::new(),
-        },
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let not_found = envelope.errors.iter().any(|e| {
-                matches!(
-                    e.code,
-                    OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::BlobUnknown
-                        | OciErrorCode::NotFound
-                )
-            });
-            let denied = envelope
-                .errors
-                .iter()
-                .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied));
-            if not_found {
-                SourceError::NotFound { what, endpoint }
-            } else if denied {
-                SourceError::Unauthorized {
-                    endpoint,
-                    hint: String::new(),
-                }
-            } else {
-                SourceError::Protocol {
-                    endpoint,
-                    message: format!("{what}: {envelope}"),
-                }
-            }
-        }
-        OciDistributionError::ServerError { code, message, .. } => match code {
-            404 => SourceError::NotFound { what, endpoint },
-            401 | 403 => SourceError::Unauthorized {
-                endpoint,
-                hint: String::new(),
-            },
-            _ => SourceError::Status {
-                endpoint,
-                what,
-                status: code,
-                message: message.chars().take(200).collect(),
-            },
-        },
-        OciDistributionError::ImageManifestNotFoundError(_) => {
-            SourceError::NotFound { what, endpoint }
-        }
-        OciDistributionError::RequestError(e) => SourceError::Network {
-            message: with_tls_hint(&endpoint, chain(&e)),
-            endpoint,
-        },
-        other => SourceError::Protocol {
-            endpoint,
-            message: format!("{what}: {other}"),
-        },
-    }
-}
-
-/// A certificate the system does not trust gets the option that fixes it.
-fn with_tls_hint(endpoint: &str, message: String) -> String {
-    let lower = message.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("unknownissuer") {
-        format!(
-            "{message} (for a private CA or a self-signed certificate, set ca_file = \"/path/to/ca.pem\" under [registries.\"{endpoint}\"])"
-        )
-    } else {
-        message
-    }
-}
-
-/// An error and its causes on one line ("error sending request: connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
+fn manifest_accept() -> String {
+    ACCEPTED_MANIFEST_TYPES.join(", ")
 }
 
 impl Source for RegistrySource {
@@ -500,16 +419,15 @@ impl Source for RegistrySource {
     }
 
     async fn list_tags(&self, image: &ImageRef) -> Result<Vec<String>, SourceError> {
-        self.via_endpoints(image, |at| async move {
-            self.bounded(&at, "tag list", self.list_tags_inner(&at))
-                .await
+        self.via_endpoints(image, false, |at| async move {
+            self.bounded(&at, "tag list", self.list_tags_at(&at)).await
         })
         .await
     }
 
     async fn resolve_tag(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
-        self.via_endpoints(image, |at| async move {
-            self.bounded(&at, "HEAD of a tag", self.resolve_tag_inner(&at, tag))
+        self.via_endpoints(image, false, |at| async move {
+            self.bounded(&at, "HEAD of a tag", self.resolve_tag_at(&at, tag))
                 .await
         })
         .await
@@ -520,8 +438,8 @@ impl Source for RegistrySource {
         image: &ImageRef,
         digest: &Digest,
     ) -> Result<Vec<u8>, SourceError> {
-        self.via_endpoints(image, |at| async move {
-            self.bounded(&at, "manifest", self.fetch_manifest_inner(&at, digest))
+        self.via_endpoints(image, true, |at| async move {
+            self.bounded(&at, "manifest", self.fetch_manifest_at(&at, digest))
                 .await
         })
         .await
@@ -533,7 +451,7 @@ impl Source for RegistrySource {
         digest: &Digest,
         size: u64,
     ) -> Result<BlobStream, SourceError> {
-        self.via_endpoints(image, |at| async move {
+        self.via_endpoints(image, true, |at| async move {
             self.open_blob_at(&at, digest, size).await
         })
         .await
@@ -541,24 +459,128 @@ impl Source for RegistrySource {
 }
 
 impl RegistrySource {
+    async fn list_tags_at(&self, at: &ImageRef) -> Result<Vec<String>, SourceError> {
+        // Registries may paginate tag lists (the spec's `n`/`last`, with a
+        // `Link: <...>; rel="next"` header); a page that adds nothing new
+        // ends the walk, so a registry that repeats itself cannot loop.
+        let repository = http::api_repository(&at.registry, &at.repository);
+        let what = format!("tag list of {}", at.repository);
+        let mut path = format!("/v2/{repository}/tags/list?n={TAG_PAGE}");
+        let mut tags: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for _ in 0..MAX_TAG_PAGES {
+            let resp = self
+                .send(
+                    at,
+                    Method::GET,
+                    path.clone(),
+                    Some("application/json".into()),
+                    what.clone(),
+                )
+                .await?;
+            let next = http::header_str(resp.headers(), "link").and_then(http::next_link);
+            let body = http::read_capped(resp, MAX_MANIFEST_SIZE, &at.registry, &what).await?;
+            let page: TagPage =
+                serde_json::from_slice(&body).map_err(|e| SourceError::Protocol {
+                    endpoint: at.registry.clone(),
+                    message: format!("{what}: not a tag list: {e}"),
+                })?;
+            let before = tags.len();
+            for t in page.tags.unwrap_or_default() {
+                if seen.insert(t.clone()) {
+                    tags.push(t);
+                }
+            }
+            match next {
+                Some(link) if tags.len() > before => path = same_origin_path(at, &link)?,
+                _ => break,
+            }
+        }
+        Ok(tags)
+    }
+
+    async fn resolve_tag_at(&self, at: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
+        let repository = http::api_repository(&at.registry, &at.repository);
+        let path = format!("/v2/{repository}/manifests/{tag}");
+        let what = format!("tag {tag} of {}", at.repository);
+        let resp = self
+            .send(
+                at,
+                Method::HEAD,
+                path.clone(),
+                Some(manifest_accept()),
+                what.clone(),
+            )
+            .await?;
+        if let Some(d) = http::header_str(resp.headers(), "docker-content-digest") {
+            return d.parse().map_err(|e| SourceError::Protocol {
+                endpoint: at.registry.clone(),
+                message: format!("{what}: {e}"),
+            });
+        }
+        // No digest header: the manifest itself, hashed here.
+        let resp = self
+            .send(at, Method::GET, path, Some(manifest_accept()), what.clone())
+            .await?;
+        let body = http::read_capped(resp, MAX_MANIFEST_SIZE, &at.registry, &what).await?;
+        Ok(Digest::of(&body))
+    }
+
+    async fn fetch_manifest_at(
+        &self,
+        at: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, SourceError> {
+        let repository = http::api_repository(&at.registry, &at.repository);
+        let what = format!("manifest {digest}");
+        let resp = self
+            .send(
+                at,
+                Method::GET,
+                format!("/v2/{repository}/manifests/{digest}"),
+                Some(manifest_accept()),
+                what.clone(),
+            )
+            .await?;
+        http::read_capped(resp, MAX_MANIFEST_SIZE, &at.registry, &what).await
+    }
+
     async fn open_blob_at(
         &self,
-        image: &ImageRef,
+        at: &ImageRef,
         digest: &Digest,
         size: u64,
     ) -> Result<BlobStream, SourceError> {
         // The turn is held until the stream is dropped.
-        let turn = self.turn(&image.registry).await;
-        let stream = tokio::time::timeout(self.deadline, self.open_blob_inner(image, digest, size))
-            .await
-            .map_err(|_| SourceError::Network {
-                endpoint: image.registry.clone(),
-                message: format!(
-                    "blob {digest}: no answer within {}s",
-                    self.deadline.as_secs()
-                ),
-            })??;
-        Ok(stream
+        let turn = self.turn(&at.registry).await;
+        let repository = http::api_repository(&at.registry, &at.repository);
+        let what = format!("blob {digest}");
+        let resp = tokio::time::timeout(
+            self.options.deadline,
+            self.send(
+                at,
+                Method::GET,
+                format!("/v2/{repository}/blobs/{digest}"),
+                None,
+                what.clone(),
+            ),
+        )
+        .await
+        .map_err(|_| SourceError::Network {
+            endpoint: at.registry.clone(),
+            message: format!(
+                "{what}: no answer within {}s",
+                self.options.deadline.as_secs()
+            ),
+        })??;
+        if resp.content_length().is_some_and(|len| len > size) {
+            return Err(SourceError::Protocol {
+                endpoint: at.registry.clone(),
+                message: format!("{what} is announced larger than its {size} bytes"),
+            });
+        }
+        use futures_util::StreamExt;
+        Ok(http::body_stream(resp)
             .map(move |chunk| {
                 let _held = &turn;
                 chunk
@@ -567,115 +589,102 @@ impl RegistrySource {
     }
 }
 
-impl RegistrySource {
-    async fn list_tags_inner(&self, image: &ImageRef) -> Result<Vec<String>, SourceError> {
-        // Registries may paginate tag lists (the spec's `n`/`last`); oci-client
-        // drops the `Link` header that says so. Asking for pages of
-        // TAG_PAGE and following on while a page comes back full costs one
-        // request for any repository with fewer tags. A registry that ignores
-        // `n` and `last` (distribution 2.8 does) returns everything at once,
-        // and a page that adds nothing new ends the walk.
-        let r = reference(image, "latest");
-        let auth = self.auth(image).await?;
-        let mut tags: Vec<String> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut last: Option<String> = None;
-        for _ in 0..MAX_TAG_PAGES {
-            let page = self
-                .client()
-                .list_tags(&r, &auth, Some(TAG_PAGE), last.as_deref())
-                .await
-                .map_err(|e| {
-                    self.explain(
-                        image,
-                        convert(image, format!("tag list of {}", image.repository), e),
-                    )
-                })?;
-            let full = page.tags.len() >= TAG_PAGE;
-            let before = tags.len();
-            for t in page.tags {
-                if seen.insert(t.clone()) {
-                    tags.push(t);
-                }
-            }
-            if !full || tags.len() == before {
-                break;
-            }
-            last = tags.last().cloned();
-        }
-        Ok(tags)
+/// A `Link` target as a path on `at`'s own origin; a link to another
+/// host is refused.
+fn same_origin_path(at: &ImageRef, link: &str) -> Result<String, SourceError> {
+    if link.starts_with('/') && !link.starts_with("//") {
+        return Ok(link.to_string());
     }
-
-    async fn resolve_tag_inner(&self, image: &ImageRef, tag: &str) -> Result<Digest, SourceError> {
-        let r = reference(image, tag);
-        let auth = self.auth(image).await?;
-        let digest = self
-            .client()
-            .fetch_manifest_digest(&r, &auth)
-            .await
-            .map_err(|e| {
-                self.explain(
-                    image,
-                    convert(image, format!("tag {tag} of {}", image.repository), e),
-                )
-            })?;
-        digest.parse().map_err(|e| SourceError::Protocol {
-            endpoint: image.registry.clone(),
-            message: format!("tag {tag}: {e}"),
-        })
-    }
-
-    async fn fetch_manifest_inner(
-        &self,
-        image: &ImageRef,
-        digest: &Digest,
-    ) -> Result<Vec<u8>, SourceError> {
-        let r = by_digest(image, digest);
-        let auth = self.auth(image).await?;
-        let (bytes, _) = self
-            .client()
-            .pull_manifest_raw(&r, &auth, ACCEPTED_MANIFEST_TYPES)
-            .await
-            .map_err(|e| self.explain(image, convert(image, format!("manifest {digest}"), e)))?;
-        if bytes.len() as u64 > MAX_MANIFEST_SIZE {
-            return Err(SourceError::Protocol {
-                endpoint: image.registry.clone(),
-                message: format!("manifest {digest} is larger than {MAX_MANIFEST_SIZE} bytes"),
-            });
-        }
-        Ok(bytes.to_vec())
-    }
-
-    async fn open_blob_inner(
-        &self,
-        image: &ImageRef,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<BlobStream, SourceError> {
-        let r = by_digest(image, digest);
-        let auth = self.auth(image).await?;
-        let client = self.client();
-        client.store_auth_if_needed(&image.registry, &auth).await;
-        let desc = OciDescriptor {
-            digest: digest.to_string(),
-            size: i64::try_from(size).unwrap_or(i64::MAX),
-            ..Default::default()
-        };
-        let stream = client
-            .pull_blob_stream(&r, &desc)
-            .await
-            .map_err(|e| self.explain(image, convert(image, format!("blob {digest}"), e)))?;
-        // oci-client checks the digest itself and reports a mismatch as a
-        // stream error after the last byte. The cache verifies size and
-        // digest with the full picture (and a typed error), so that error
-        // just ends the stream here; transport errors pass through.
-        let stream = stream.stream.take_while(|item| {
-            let verification = matches!(item, Err(e) if e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<DigestError>())
-                .is_some_and(|d| matches!(d, DigestError::VerificationError { .. })));
-            std::future::ready(!verification)
+    let url = reqwest::Url::parse(link).map_err(|e| SourceError::Protocol {
+        endpoint: at.registry.clone(),
+        message: format!("tag list: bad next link {link:?}: {e}"),
+    })?;
+    let authority = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    if authority != http::api_host(&at.registry) {
+        return Err(SourceError::Protocol {
+            endpoint: at.registry.clone(),
+            message: format!("tag list: next link points to another host ({authority})"),
         });
-        Ok(stream.boxed())
+    }
+    Ok(match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(registry: &str, repository: &str) -> ImageRef {
+        ImageRef {
+            registry: registry.into(),
+            repository: repository.into(),
+        }
+    }
+
+    fn source(routes: Vec<Route>) -> RegistrySource {
+        RegistrySource::new(RegistryOptions {
+            routes,
+            deadline: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn endpoints_follow_routes() {
+        let conf = r#"
+[[registry]]
+location = "quay.io"
+[[registry.mirror]]
+location = "m1.corp"
+[[registry.mirror]]
+location = "m2.corp/cache"
+pull-from-mirror = "digest-only"
+[[registry]]
+prefix = "quay.io/blocked"
+location = "quay.io/blocked"
+blocked = true
+"#;
+        let routes = registries_conf::parse(conf, std::path::Path::new("r.conf")).unwrap();
+        let s = source(routes);
+        let img = image("quay.io", "acme/x");
+        assert_eq!(
+            s.endpoints(&img, false).unwrap(),
+            vec![image("m1.corp", "acme/x"), image("quay.io", "acme/x")]
+        );
+        assert_eq!(
+            s.endpoints(&img, true).unwrap(),
+            vec![
+                image("m1.corp", "acme/x"),
+                image("m2.corp", "cache/acme/x"),
+                image("quay.io", "acme/x")
+            ]
+        );
+        assert!(s.endpoints(&image("quay.io", "blocked/y"), false).is_err());
+        assert_eq!(
+            s.endpoints(&image("ghcr.io", "a/b"), true).unwrap(),
+            vec![image("ghcr.io", "a/b")]
+        );
+    }
+
+    #[test]
+    fn next_links_stay_on_the_registry() {
+        let at = image("reg:5000", "a");
+        assert_eq!(
+            same_origin_path(&at, "/v2/a/tags/list?n=100&last=x").unwrap(),
+            "/v2/a/tags/list?n=100&last=x"
+        );
+        assert_eq!(
+            same_origin_path(&at, "http://reg:5000/v2/a/tags/list?last=y").unwrap(),
+            "/v2/a/tags/list?last=y"
+        );
+        assert!(same_origin_path(&at, "http://evil:5000/v2/a/tags/list").is_err());
+        assert!(same_origin_path(&at, "//evil/v2").is_err());
     }
 }
