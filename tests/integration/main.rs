@@ -13,6 +13,7 @@ mod credentials;
 mod daemon_service;
 mod demo_layout;
 mod ownership;
+mod polite;
 mod service_files;
 mod support_selftest;
 mod sync;

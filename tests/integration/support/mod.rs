@@ -135,6 +135,11 @@ impl TestEnv {
             ("XDG_STATE_HOME", self.state_home.clone().into()),
             ("XDG_CACHE_HOME", self.cache_home.clone().into()),
             ("XDG_RUNTIME_DIR", self.runtime_dir.clone().into()),
+            // The sandbox's own registries.conf, not the machine's.
+            (
+                "SKILLSYNC_REGISTRIES_CONF",
+                self.config_home.join("containers/registries.conf").into(),
+            ),
             (
                 "PATH",
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),

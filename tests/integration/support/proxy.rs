@@ -105,6 +105,8 @@ pub struct RecordedRequest {
     pub status: u16,
     /// Whether a fault (other than a delay) was applied.
     pub faulted: bool,
+    /// Whether the request carried an `Authorization` header.
+    pub authorization: bool,
 }
 
 impl RecordedRequest {
@@ -281,6 +283,14 @@ pub enum Fault {
     },
     /// Serve these bytes instead of a successful body.
     Replace(Vec<u8>),
+    /// Answer `307 Temporary Redirect` to the same path and query at
+    /// this origin (`http://127.0.0.1:PORT`), without asking the registry.
+    Redirect(String),
+    /// Answer 200 with a JSON body that never ends, sent as fast as the
+    /// client reads.
+    Endless,
+    /// Answer 200 and send one byte of body every this long, forever.
+    Trickle(Duration),
 }
 
 /// Identifies an injected fault, for [`Proxy::remove`].
@@ -575,11 +585,32 @@ async fn handle(
         tokio::time::sleep(delay).await;
     }
 
+    let authorization = request.headers().contains_key(header::AUTHORIZATION);
     let response = match fault {
         Some(Fault::Status {
             status,
             retry_after,
         }) => status_response(&method, status, retry_after),
+        Some(Fault::Redirect(origin)) => {
+            let target = format!(
+                "{origin}{}",
+                request
+                    .uri()
+                    .path_and_query()
+                    .map(|pq| pq.as_str())
+                    .unwrap_or("/")
+            );
+            let mut response = Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, target)
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Empty::new().map_err(BoxError::from).boxed())
+                .expect("a valid response");
+            response.extensions_mut().insert(Faulted);
+            response
+        }
+        Some(Fault::Endless) => endless_response(None),
+        Some(Fault::Trickle(every)) => endless_response(Some(every)),
         fault => forward(request, upstream, client, fault.as_ref()).await,
     };
     shared
@@ -593,6 +624,7 @@ async fn handle(
             kind,
             status: response.status().as_u16(),
             faulted: fault_applied(&response),
+            authorization,
         });
     response
 }
@@ -660,8 +692,14 @@ async fn forward(
             let at = length.map_or(0, |n| n / 2);
             Tampered::new(body, Tamper::Flip { at }).boxed()
         }
-        Some(Fault::Status { .. } | Fault::Delay(_)) => {
-            unreachable!("status and delay faults are applied before forwarding")
+        Some(
+            Fault::Status { .. }
+            | Fault::Delay(_)
+            | Fault::Redirect(_)
+            | Fault::Endless
+            | Fault::Trickle(_),
+        ) => {
+            unreachable!("these faults are applied before forwarding")
         }
     };
     let mut response = Response::from_parts(parts, body);
@@ -695,6 +733,32 @@ fn status_response(method: &Method, status: u16, retry_after: Option<u64>) -> Re
         full(body.into_bytes())
     };
     let mut response = builder.body(body).expect("a valid response");
+    response.extensions_mut().insert(Faulted);
+    response
+}
+
+/// A 200 whose JSON body never ends: as fast as it is read, or one byte
+/// per `every`.
+fn endless_response(every: Option<Duration>) -> Response<ProxyBody> {
+    let head =
+        futures_util::stream::once(async { Bytes::from_static(br#"{"name":"endless","tags":["#) });
+    let tail = futures_util::stream::unfold(every, |every| async move {
+        match every {
+            Some(d) => {
+                tokio::time::sleep(d).await;
+                Some((Bytes::from_static(b" "), every))
+            }
+            None => Some((Bytes::from(vec![b' '; 64 * 1024]), None)),
+        }
+    });
+    let frames = futures_util::StreamExt::map(futures_util::StreamExt::chain(head, tail), |b| {
+        Ok::<_, BoxError>(Frame::data(b))
+    });
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::StreamBody::new(frames).boxed())
+        .expect("a valid response");
     response.extensions_mut().insert(Faulted);
     response
 }
