@@ -196,3 +196,65 @@ fn a_wrong_password_is_unauthorized_and_a_fixed_file_works_without_a_restart() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(w.installed());
 }
+
+/// A registry with token authentication, played by the proxy in front of
+/// an open registry.
+fn token_world() -> (TestEnv, Registry, crate::support::proxy::Proxy, BuiltImage) {
+    let registry = Registry::start();
+    let img = SkillImage::new("hello", "1.0.0").build();
+    Publisher::new(registry.host()).push(&img);
+    let front = crate::support::proxy::Proxy::start(&registry.host());
+    let env = TestEnv::new();
+    write_file(
+        &env.home().join(".docker/config.json"),
+        auths_json(&front.host(), USER, PASSWORD).as_bytes(),
+    );
+    env.write_config(&format!(
+        "[registries.\"{0}\"]\ninsecure = true\n\n[skills.hello]\nimage = \"{0}/examples/hello\"\n",
+        front.host()
+    ));
+    (env, registry, front, img)
+}
+
+#[test]
+fn bearer_tokens_from_the_registrys_own_token_service() {
+    let (env, _registry, front, img) = token_world();
+    front.require_token(USER, PASSWORD, &format!("http://{}/token", front.host()));
+    env.once_ok();
+    assert_eq!(env.read_skill("claude", "hello"), img.files);
+    let counts = front.counts();
+    // One token for the repository, reused for every request after the
+    // first challenge.
+    assert_eq!(counts.for_path("/token"), 1, "{}", counts.summary());
+    let challenged = counts.requests.iter().filter(|r| r.status == 401).count();
+    assert_eq!(challenged, 1, "{}", counts.summary());
+}
+
+#[test]
+fn credentials_never_go_to_a_plain_http_token_service_on_another_port() {
+    let (env, _registry, front, _img) = token_world();
+    // The realm is plain HTTP on another port: it must get no password.
+    let elsewhere = crate::support::proxy::Proxy::start(&front.upstream().to_string());
+    elsewhere.require_token(USER, PASSWORD, "http://unused.invalid/token");
+    front.require_token(
+        USER,
+        PASSWORD,
+        &format!("http://{}/token", elsewhere.host()),
+    );
+    let out = env.daemon().arg("--once").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("unauthorized"), "{}", text(&out));
+    assert!(
+        text(&out).contains("never sent to the plain-HTTP token service"),
+        "{}",
+        text(&out)
+    );
+    let asked = elsewhere.counts();
+    assert!(asked.for_path("/token") >= 1, "{}", asked.summary());
+    assert!(
+        asked.requests.iter().all(|r| !r.authorization),
+        "no credentials crossed: {:?}",
+        asked.requests
+    );
+    assert!(!env.skill_dir("claude", "hello").exists());
+}

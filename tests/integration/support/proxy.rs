@@ -310,7 +310,22 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     rules: Mutex<Vec<Rule>>,
     next_id: Mutex<u64>,
+    token: Mutex<Option<TokenAuth>>,
 }
+
+/// Token authentication played by the proxy, as Docker Hub, GHCR or Quay
+/// do it: API requests without the token get a `Bearer` challenge naming
+/// `realm`; `GET /token` with the right basic credentials answers the
+/// token.
+#[derive(Debug, Clone)]
+struct TokenAuth {
+    user: String,
+    password: String,
+    realm: String,
+}
+
+/// The token the proxy's token service hands out.
+pub const PROXY_TOKEN: &str = "proxy-token-1";
 
 impl Shared {
     /// The delays to apply and the first other fault matching, consuming
@@ -490,6 +505,19 @@ impl Proxy {
         )
     }
 
+    /// Plays a token-authenticating registry: API requests need
+    /// `Bearer PROXY_TOKEN` (challenged with `realm`, e.g.
+    /// `http://HOST:PORT/token`, this proxy's or another's), and this
+    /// proxy's own `GET /token` hands it out for `user`/`password`. The
+    /// token is stripped before forwarding.
+    pub fn require_token(&self, user: &str, password: &str, realm: &str) {
+        *self.shared.token.lock().expect("proxy token lock") = Some(TokenAuth {
+            user: user.into(),
+            password: password.into(),
+            realm: realm.into(),
+        });
+    }
+
     /// Delays matching requests by `delay`.
     pub fn delay(&self, matcher: Match, delay: Duration) -> FaultId {
         self.inject(matcher, Fault::Delay(delay))
@@ -586,32 +614,43 @@ async fn handle(
     }
 
     let authorization = request.headers().contains_key(header::AUTHORIZATION);
-    let response = match fault {
-        Some(Fault::Status {
-            status,
-            retry_after,
-        }) => status_response(&method, status, retry_after),
-        Some(Fault::Redirect(origin)) => {
-            let target = format!(
-                "{origin}{}",
-                request
-                    .uri()
-                    .path_and_query()
-                    .map(|pq| pq.as_str())
-                    .unwrap_or("/")
-            );
-            let mut response = Response::builder()
-                .status(StatusCode::TEMPORARY_REDIRECT)
-                .header(header::LOCATION, target)
-                .header(header::CONTENT_LENGTH, 0)
-                .body(Empty::new().map_err(BoxError::from).boxed())
-                .expect("a valid response");
-            response.extensions_mut().insert(Faulted);
-            response
-        }
-        Some(Fault::Endless) => endless_response(None),
-        Some(Fault::Trickle(every)) => endless_response(Some(every)),
-        fault => forward(request, upstream, client, fault.as_ref()).await,
+    let token = shared.token.lock().expect("proxy token lock").clone();
+    let mut request = request;
+    let gate = token.and_then(|t| {
+        let gate = token_gate(&t, &path, request.headers());
+        // The registry behind is open: the token stays here.
+        request.headers_mut().remove(header::AUTHORIZATION);
+        gate
+    });
+    let response = match (gate, fault) {
+        (Some(answer), _) => answer,
+        (None, fault) => match fault {
+            Some(Fault::Status {
+                status,
+                retry_after,
+            }) => status_response(&method, status, retry_after),
+            Some(Fault::Redirect(origin)) => {
+                let target = format!(
+                    "{origin}{}",
+                    request
+                        .uri()
+                        .path_and_query()
+                        .map(|pq| pq.as_str())
+                        .unwrap_or("/")
+                );
+                let mut response = Response::builder()
+                    .status(StatusCode::TEMPORARY_REDIRECT)
+                    .header(header::LOCATION, target)
+                    .header(header::CONTENT_LENGTH, 0)
+                    .body(Empty::new().map_err(BoxError::from).boxed())
+                    .expect("a valid response");
+                response.extensions_mut().insert(Faulted);
+                response
+            }
+            Some(Fault::Endless) => endless_response(None),
+            Some(Fault::Trickle(every)) => endless_response(Some(every)),
+            fault => forward(request, upstream, client, fault.as_ref()).await,
+        },
     };
     shared
         .requests
@@ -735,6 +774,57 @@ fn status_response(method: &Method, status: u16, retry_after: Option<u64>) -> Re
     let mut response = builder.body(body).expect("a valid response");
     response.extensions_mut().insert(Faulted);
     response
+}
+
+/// Under token auth: the answer to `/token`, or a challenge to an API
+/// request without the token; `None` lets the request through.
+fn token_gate(auth: &TokenAuth, path: &str, headers: &HeaderMap) -> Option<Response<ProxyBody>> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let json = |status: StatusCode, body: String| {
+        Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(full(body.into_bytes()))
+            .expect("a valid response")
+    };
+    if path == "/token" {
+        use base64::Engine as _;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", auth.user, auth.password))
+        );
+        return Some(if given == expected {
+            json(
+                StatusCode::OK,
+                format!(r#"{{"token":"{PROXY_TOKEN}","expires_in":300}}"#),
+            )
+        } else {
+            json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.into(),
+            )
+        });
+    }
+    if given == format!("Bearer {PROXY_TOKEN}") {
+        return None;
+    }
+    let mut response = json(
+        StatusCode::UNAUTHORIZED,
+        r#"{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}"#.into(),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_str(&format!(
+            "Bearer realm=\"{}\",service=\"proxy\"",
+            auth.realm
+        ))
+        .expect("a valid header"),
+    );
+    Some(response)
 }
 
 /// A 200 whose JSON body never ends: as fast as it is read, or one byte
