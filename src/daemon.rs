@@ -599,6 +599,12 @@ impl Daemon {
             held: report.and_then(|r| r.held.clone()),
             backups: report.map(|r| r.backups.clone()).unwrap_or_default(),
             served_by: report.and_then(|r| r.served_by.clone()),
+            insecure: self
+                .engine()
+                .config()
+                .registries
+                .get(&slot.skill.image.registry)
+                .is_some_and(|r| r.insecure),
         }
     }
 

@@ -798,6 +798,14 @@ fn render_skill(s: &SkillStatus, now: SystemTime, style: &Style) -> String {
     if let Some(e) = &s.served_by {
         let _ = writeln!(out, "  {:<11} {e}", "served by:");
     }
+    if s.insecure {
+        let _ = writeln!(
+            out,
+            "  {:<11} {}",
+            "transport:",
+            style.paint("plain HTTP (insecure = true)", Color::Yellow)
+        );
+    }
     for b in &s.backups {
         let _ = writeln!(out, "  {:<11} {b}", "backup:");
     }
@@ -1051,6 +1059,7 @@ mod tests {
             held: None,
             backups: Vec::new(),
             served_by: None,
+            insecure: false,
         }
     }
 

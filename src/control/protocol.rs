@@ -129,6 +129,9 @@ pub struct SkillStatus {
     /// The endpoint that answered last: the registry, or one of its mirrors.
     #[serde(default)]
     pub served_by: Option<String>,
+    /// The registry is spoken to over plain HTTP (`insecure = true`).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// One target of a skill.

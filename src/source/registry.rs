@@ -673,6 +673,45 @@ blocked = true
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn requests_per_second_spaces_request_starts() {
+        let s = RegistrySource::new(RegistryOptions {
+            requests_per_second: HashMap::from([("r".to_string(), 4.0)]),
+            max_requests: HashMap::from([("r".to_string(), 2)]),
+            deadline: Duration::from_secs(5),
+            ..Default::default()
+        })
+        .unwrap();
+        let t0 = tokio::time::Instant::now();
+        let mut starts = Vec::new();
+        for _ in 0..5 {
+            let _turn = s.turn("r").await;
+            starts.push(t0.elapsed());
+        }
+        assert_eq!(
+            starts,
+            (0..5)
+                .map(|i| Duration::from_millis(250 * i))
+                .collect::<Vec<_>>()
+        );
+        // Another registry has no budget.
+        let t1 = tokio::time::Instant::now();
+        for _ in 0..5 {
+            let _turn = s.turn("other").await;
+        }
+        assert_eq!(t1.elapsed(), Duration::ZERO);
+        // The cap on requests in flight: two turns held, a third waits.
+        let a = s.turn("other").await;
+        let _b = s.turn("other").await;
+        let third = tokio::time::timeout(Duration::from_secs(1), s.turn("other")).await;
+        assert!(third.is_ok(), "the default cap is 4");
+        drop(a);
+        let _c = s.turn("r").await;
+        let _d = s.turn("r").await;
+        let held = tokio::time::timeout(Duration::from_secs(10), s.turn("r")).await;
+        assert!(held.is_err(), "max_requests = 2 holds a third request back");
+    }
+
     #[test]
     fn next_links_stay_on_the_registry() {
         let at = image("reg:5000", "a");

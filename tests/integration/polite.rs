@@ -168,6 +168,11 @@ fn retry_after_is_honoured_per_registry_and_other_registries_go_on() {
     // Another registry is unaffected.
     d.sync("world");
     d.wait_in_sync("world", "1.1.0");
+
+    // Plain HTTP is shown, in JSON and for people.
+    assert_eq!(d.skill("world")["insecure"], true);
+    let out = d.ctl(&["status", "world"]);
+    assert!(text(&out).contains("plain HTTP"), "{}", text(&out));
 }
 
 #[test]
