@@ -538,6 +538,19 @@ impl Source for RegistrySource {
         })
         .await
     }
+
+    async fn referrers(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Option<Vec<u8>>, SourceError> {
+        self.via_endpoints(image, |at| async move {
+            self.bounded(&at, "referrers", self.referrers_inner(&at, digest))
+                .await
+        })
+        .await
+        .map(Some)
+    }
 }
 
 impl RegistrySource {
@@ -644,6 +657,27 @@ impl RegistrySource {
             });
         }
         Ok(bytes.to_vec())
+    }
+
+    /// The referrers index of `digest`: oci-client asks the referrers
+    /// endpoint and, where the registry has none (a 404, as distribution
+    /// 2.8 answers), reads the `sha256-<hex>` tag instead.
+    async fn referrers_inner(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, SourceError> {
+        let r = by_digest(image, digest);
+        let auth = self.auth(image).await?;
+        let client = self.client();
+        client.store_auth_if_needed(&image.registry, &auth).await;
+        let index = client.pull_referrers(&r, None).await.map_err(|e| {
+            self.explain(image, convert(image, format!("referrers of {digest}"), e))
+        })?;
+        serde_json::to_vec(&index).map_err(|e| SourceError::Protocol {
+            endpoint: image.registry.clone(),
+            message: format!("referrers of {digest}: {e}"),
+        })
     }
 
     async fn open_blob_inner(
