@@ -374,6 +374,11 @@ impl Daemon {
                 .map(|p| crate::reconcile::describe_backups(&p.backups))
                 .unwrap_or_default(),
             served_by: None,
+            verification: current.map(|c| {
+                prev.and_then(|p| p.verified.as_ref())
+                    .filter(|v| v.manifest_digest == c.manifest_digest)
+                    .map_or("unverified".into(), |v| v.by.clone())
+            }),
         }
     }
 
@@ -591,6 +596,7 @@ impl Daemon {
             held: report.and_then(|r| r.held.clone()),
             backups: report.map(|r| r.backups.clone()).unwrap_or_default(),
             served_by: report.and_then(|r| r.served_by.clone()),
+            verification: report.and_then(|r| r.verification.clone()),
         }
     }
 

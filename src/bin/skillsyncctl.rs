@@ -798,6 +798,14 @@ fn render_skill(s: &SkillStatus, now: SystemTime, style: &Style) -> String {
     if let Some(e) = &s.served_by {
         let _ = writeln!(out, "  {:<11} {e}", "served by:");
     }
+    if let Some(v) = &s.verification {
+        let color = if v.starts_with("verified") {
+            Color::Green
+        } else {
+            Color::Yellow
+        };
+        let _ = writeln!(out, "  {:<11} {}", "trust:", style.paint(v, color));
+    }
     for b in &s.backups {
         let _ = writeln!(out, "  {:<11} {b}", "backup:");
     }
@@ -1051,6 +1059,7 @@ mod tests {
             held: None,
             backups: Vec::new(),
             served_by: None,
+            verification: None,
         }
     }
 

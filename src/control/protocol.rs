@@ -129,6 +129,11 @@ pub struct SkillStatus {
     /// The endpoint that answered last: the registry, or one of its mirrors.
     #[serde(default)]
     pub served_by: Option<String>,
+    /// How the version shown was verified (`verified: cosign signature by
+    /// /path/key.pub`, `verified: signed as 1.0.0-testing (…)`), or
+    /// `unverified` when no key policy applies to it.
+    #[serde(default)]
+    pub verification: Option<String>,
 }
 
 /// One target of a skill.

@@ -848,6 +848,7 @@ pub(crate) mod tests {
             held: None,
             backups: Vec::new(),
             served_by: None,
+            verification: None,
         }
     }
 
