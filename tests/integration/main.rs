@@ -17,3 +17,4 @@ mod service_files;
 mod support_selftest;
 mod sync;
 mod tls;
+mod verify;

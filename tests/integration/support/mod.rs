@@ -5,6 +5,8 @@
 //! - [`skillimage`]: skill images in skillctl's exact format, a publisher
 //!   that mirrors skillctl's lifecycle on a registry, and OCI layouts.
 //! - [`proxy`]: a counting, fault-injecting proxy in front of the registry.
+//! - [`cosign`]: keys made here, and signatures and bundles pushed
+//!   exactly as cosign pushes them.
 //! - [`demo`]: the skills bundled in `config/demo/layout`.
 //! - [`TestEnv`] (here): a sandboxed HOME and XDG directories, the config
 //!   file, and commands for the real binaries run inside the sandbox.
@@ -13,6 +15,7 @@
 
 #![allow(dead_code)]
 
+pub mod cosign;
 pub mod demo;
 pub mod proxy;
 pub mod registry;
