@@ -759,6 +759,7 @@ fn test_env_sandboxes_the_binaries() {
             "HOME",
             "PATH",
             "RUST_LOG",
+            "SKILLSYNC_CONTAINERS_POLICY",
             "XDG_CACHE_HOME",
             "XDG_CONFIG_HOME",
             "XDG_RUNTIME_DIR",

@@ -35,8 +35,6 @@ impl World {
             signer: Signer::new("trusted publisher"),
         };
         world.signer.write_public(&world.key_path());
-        // The host's own containers policy must not decide these tests.
-        world.policy_json(r#"{"default":[{"type":"insecureAcceptAnything"}]}"#);
         world
     }
 
@@ -171,8 +169,7 @@ fn hello(version: &str) -> SkillImage {
 #[test]
 fn a_valid_signature_by_a_trusted_key_installs_and_says_so() {
     let w = World::new();
-    let digest = w.installed_signed_1_0_0();
-    let _ = digest;
+    w.installed_signed_1_0_0();
     // The verification is recorded with the installed digest; the next
     // pass trusts the record and reports the skill up to date.
     let state = w.state();
@@ -190,6 +187,17 @@ fn a_valid_signature_by_a_trusted_key_installs_and_says_so() {
     assert!(out.contains("verified: cosign signature by"), "{out}");
     assert_eq!(w.installed().as_deref(), Some("1.1.0"));
     assert_eq!(w.state()["skills"]["hello"]["highest_version"], "1.1.0");
+}
+
+#[test]
+fn a_signed_index_vouches_for_its_manifest() {
+    let w = World::new();
+    w.config_with_key();
+    let pushed = w.publisher.push_index(&hello("1.0.0").build());
+    w.sign(&pushed.index_digest);
+    let out = w.once_ok();
+    assert!(out.contains("verified: cosign signature by"), "{out}");
+    assert_eq!(w.installed().as_deref(), Some("1.0.0"));
 }
 
 #[test]

@@ -128,7 +128,7 @@ impl TestEnv {
     }
 
     /// The variables the binaries get: the sandbox's HOME and XDG
-    /// directories, the caller's `PATH` (`docker-credential-*` programs are
+    /// directories, the containers policy under its `XDG_CONFIG_HOME`, the caller's `PATH` (`docker-credential-*` programs are
     /// found on it), and `RUST_LOG` (the caller's, else
     /// [`DEFAULT_RUST_LOG`]).
     pub fn envs(&self) -> Vec<(&'static str, OsString)> {
@@ -138,6 +138,12 @@ impl TestEnv {
             ("XDG_STATE_HOME", self.state_home.clone().into()),
             ("XDG_CACHE_HOME", self.cache_home.clone().into()),
             ("XDG_RUNTIME_DIR", self.runtime_dir.clone().into()),
+            // The containers trust policy inside the sandbox (absent unless
+            // a test writes it), so the host's own does not decide.
+            (
+                "SKILLSYNC_CONTAINERS_POLICY",
+                self.config_home.join("containers/policy.json").into(),
+            ),
             (
                 "PATH",
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
