@@ -12,6 +12,7 @@ use crate::support::cosign::{
     dsse_bundle, image_payload, payload, push_bundle_referrer, push_signature, sign_image,
     SignatureLayer, Signer,
 };
+use crate::support::proxy::Proxy;
 use crate::support::registry::Registry;
 use crate::support::skillimage::{BuiltImage, Publisher, SkillImage, Status};
 use crate::support::{wait_until, write_file, KillOnDrop, TestEnv};
@@ -497,4 +498,75 @@ fn status_shows_how_each_skill_was_verified() {
         text.contains("trust:") && text.contains("unverified"),
         "{text}"
     );
+}
+
+/// A registry behind the counting proxy, a key and a sandbox whose skill
+/// `hello` is read through the proxy (`image` is the configured
+/// repository, `extra` more config).
+fn through_proxy(
+    image: impl Fn(&Proxy) -> String,
+    extra: impl Fn(&Proxy) -> String,
+) -> (TestEnv, Registry, Proxy, Publisher, Signer, String) {
+    let registry = Registry::start();
+    let proxy = Proxy::start(&registry.host());
+    let publisher = Publisher::new(registry.host());
+    let env = TestEnv::new();
+    let signer = Signer::new("trusted publisher");
+    signer.write_public(&env.home().join("keys/trusted.pub"));
+    let image = image(&proxy);
+    env.write_config(&format!(
+        "[registries.\"{}\"]\ninsecure = true\n{}\n[skills.hello]\nimage = \"{image}\"\n\
+         verify = {{ keys = [\"~/keys/trusted.pub\"] }}\n",
+        proxy.host(),
+        extra(&proxy)
+    ));
+    (env, registry, proxy, publisher, signer, image)
+}
+
+#[test]
+fn polling_a_verified_skill_costs_no_signature_lookup() {
+    let (env, _registry, proxy, publisher, signer, image) = through_proxy(
+        |p| format!("{}/examples/hello", p.host()),
+        |_| String::new(),
+    );
+    let built = hello("1.0.0").build();
+    let digest = publisher.push(&built).manifest_digest;
+    let layer = SignatureLayer::signed(&signer, image_payload(&image, &digest));
+    push_signature(&publisher, &built.repository, &digest, &[layer]);
+    env.once_ok();
+    let first = proxy.counts();
+    // The .sig tag once (a HEAD); the cosign signature sufficed, so no
+    // referrers lookup.
+    assert_eq!(first.matching(".sig"), 1, "{}", first.summary());
+    assert_eq!(first.matching("sha256-"), 1, "{}", first.summary());
+    assert_eq!(first.matching("referrers"), 0, "{}", first.summary());
+    proxy.reset();
+    env.once_ok();
+    let again = proxy.counts();
+    let pings = again.for_path("/v2/");
+    assert_eq!(again.matching("sha256-"), 0, "{}", again.summary());
+    // One tag list and one HEAD, as without a key policy.
+    assert_eq!(again.total() - pings, 2, "{}", again.summary());
+}
+
+#[test]
+fn a_mirror_serves_an_image_signed_for_its_origin() {
+    // The origin is down; the mirror (the proxy) serves everything. The
+    // signature names the origin repository, as configured.
+    let origin = "127.0.0.1:1";
+    let (env, _registry, _proxy, publisher, signer, image) = through_proxy(
+        |_| format!("{origin}/examples/hello"),
+        |p| {
+            format!(
+                "\n[registries.\"{origin}\"]\ninsecure = true\nmirrors = [\"{}\"]\n",
+                p.host()
+            )
+        },
+    );
+    let built = hello("1.0.0").build();
+    let digest = publisher.push(&built).manifest_digest;
+    let layer = SignatureLayer::signed(&signer, image_payload(&image, &digest));
+    push_signature(&publisher, &built.repository, &digest, &[layer]);
+    env.once_ok();
+    assert!(env.skill_dir("claude", "hello").join("SKILL.md").is_file());
 }
