@@ -48,6 +48,7 @@ use toml::Spanned;
 use crate::channel::Channel;
 use crate::paths::{expand_tilde, Paths, PathsError};
 use crate::reference::{Digest, ImageRef};
+use crate::verify::Setting as VerifySetting;
 
 /// Targets of a skill when neither it nor `[defaults]` names any.
 pub const DEFAULT_TARGETS: &[&str] = &["claude"];
@@ -150,6 +151,9 @@ pub struct Config {
     pub targets: BTreeMap<String, Target>,
     /// `[skills.NAME]`, by name.
     pub skills: BTreeMap<String, Skill>,
+    /// `[repositories."HOST/PREFIX"] verify`: the signature policy of
+    /// every repository under a prefix, by prefix.
+    pub repositories: BTreeMap<String, VerifySetting>,
 }
 
 /// `[daemon]` settings.
@@ -220,6 +224,8 @@ pub struct RegistrySettings {
     pub max_requests: Option<usize>,
     /// Requests started per second at most (unlimited by default).
     pub requests_per_second: Option<f64>,
+    /// `verify`: the signature policy of this registry's images.
+    pub verify: Option<VerifySetting>,
 }
 
 /// A place skills are installed into.
@@ -266,6 +272,10 @@ pub struct Skill {
     /// Take over a folder of this name that skillsyncd did not install,
     /// after backing it up under the state dir.
     pub adopt: bool,
+    /// The signature policy that applies: the skill's own `verify`, else
+    /// the longest `[repositories]` prefix's, else the registry's, else
+    /// `[defaults]`'s; `None` when none is set.
+    pub verify: Option<VerifySetting>,
 }
 
 /// `on_archived`: what to do when the installed version's tag is deleted
@@ -381,6 +391,15 @@ struct RawConfig {
     targets: BTreeMap<Key, RawTarget>,
     #[serde(default)]
     skills: BTreeMap<Key, RawSkill>,
+    #[serde(default)]
+    repositories: BTreeMap<Key, RawRepository>,
+}
+
+/// `[repositories."HOST/PREFIX"]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    verify: Option<Spanned<toml::Value>>,
 }
 
 /// `[daemon]`, as written.
@@ -407,6 +426,7 @@ struct RawDefaults {
     targets: Option<SpannedList>,
     on_drift: Option<Spanned<String>>,
     on_archived: Option<Spanned<String>>,
+    verify: Option<Spanned<toml::Value>>,
 }
 
 /// `[registries.KEY]`, as written.
@@ -420,6 +440,7 @@ struct RawRegistry {
     mirrors: Option<Vec<Spanned<String>>>,
     max_requests: Option<Spanned<i64>>,
     requests_per_second: Option<Spanned<f64>>,
+    verify: Option<Spanned<toml::Value>>,
 }
 
 /// `[targets.NAME]`, as written.
@@ -442,6 +463,7 @@ struct RawSkill {
     on_drift: Option<Spanned<String>>,
     on_archived: Option<Spanned<String>>,
     adopt: Option<bool>,
+    verify: Option<Spanned<toml::Value>>,
 }
 
 /// What `[defaults]` gives a skill that does not say.
@@ -533,6 +555,12 @@ impl Checker<'_> {
         };
         let registries = self.check_registries(&raw.registries);
         let known = self.check_targets(&raw.targets);
+        let repositories = self.check_repositories(&raw.repositories);
+        let default_verify = raw
+            .defaults
+            .as_ref()
+            .and_then(|d| d.verify.as_ref())
+            .and_then(|v| self.check_verify(v));
 
         let defaults = raw.defaults;
         let default_channel = defaults
@@ -574,6 +602,11 @@ impl Checker<'_> {
             ) else {
                 continue;
             };
+            let mut skill = skill;
+            if skill.verify.is_none() {
+                skill.verify =
+                    verify_for(&skill.image, &repositories, &registries, &default_verify);
+            }
             used.extend(skill.targets.iter().cloned());
             skills.insert(skill.name.clone(), skill);
         }
@@ -592,6 +625,7 @@ impl Checker<'_> {
             registries,
             targets,
             skills,
+            repositories,
         }
     }
 
@@ -758,6 +792,9 @@ impl Checker<'_> {
                     );
                 }
             }
+            if let Some(v) = &reg.verify {
+                settings.verify = self.check_verify(v);
+            }
             out.insert(name.clone(), settings);
         }
         out
@@ -791,6 +828,76 @@ impl Checker<'_> {
             known.insert(name.clone(), path);
         }
         known
+    }
+
+    /// `verify = "none"` or `verify = { keys = ["path.pub", ...] }`.
+    fn check_verify(&mut self, value: &Spanned<toml::Value>) -> Option<VerifySetting> {
+        const HINT: &str =
+            "use verify = \"none\" or verify = { keys = [\"~/.config/skillsync/keys/acme.pub\"] }";
+        match value.get_ref() {
+            toml::Value::String(s) if s == "none" => Some(VerifySetting::None),
+            toml::Value::Table(t) => {
+                if let Some(k) = t.keys().find(|k| k.as_str() != "keys") {
+                    self.error(value.span(), format!("unknown key {k:?} in verify; {HINT}"));
+                    return None;
+                }
+                let list = match t.get("keys") {
+                    Some(toml::Value::Array(list)) if !list.is_empty() => list,
+                    _ => {
+                        self.error(
+                            value.span(),
+                            format!("verify needs a non-empty list of public key files; {HINT}"),
+                        );
+                        return None;
+                    }
+                };
+                let mut keys = Vec::new();
+                for item in list {
+                    match item.as_str() {
+                        Some(p) if !p.trim().is_empty() => keys.push(self.resolve_path(p)),
+                        _ => {
+                            self.error(
+                                value.span(),
+                                format!("verify keys must be paths of PEM public keys; {HINT}"),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Some(VerifySetting::Keys(keys))
+            }
+            other => {
+                self.error(value.span(), format!("invalid verify {other:?}; {HINT}"));
+                None
+            }
+        }
+    }
+
+    /// `[repositories."HOST/PREFIX"]`: keys must name a repository prefix.
+    fn check_repositories(
+        &mut self,
+        raw: &BTreeMap<Key, RawRepository>,
+    ) -> BTreeMap<String, VerifySetting> {
+        let mut out = BTreeMap::new();
+        for (key, repo) in raw {
+            let name = key.get_ref();
+            let valid = name
+                .parse::<ImageRef>()
+                .is_ok_and(|r| !r.repository.is_empty() && r.to_string() == *name);
+            if !valid {
+                self.error(
+                    key.span(),
+                    format!(
+                        "invalid repository prefix {name:?}: use host[:port]/path, e.g. [repositories.\"quay.io/acme\"]"
+                    ),
+                );
+                continue;
+            }
+            if let Some(setting) = repo.verify.as_ref().and_then(|v| self.check_verify(v)) {
+                out.insert(name.clone(), setting);
+            }
+        }
+        out
     }
 
     fn check_on_drift(&mut self, value: &Spanned<String>) -> Option<OnDrift> {
@@ -966,6 +1073,7 @@ impl Checker<'_> {
             on_drift: on_drift?,
             on_archived: on_archived?,
             adopt: raw.adopt.unwrap_or(false),
+            verify: raw.verify.as_ref().and_then(|v| self.check_verify(v)),
         })
     }
 
@@ -1102,6 +1210,32 @@ impl Checker<'_> {
 }
 
 /// The 1-based line and column (in characters) of byte `offset`.
+/// The signature policy of an image without one of its own: the longest
+/// repository prefix that contains it (whole path components), else its
+/// registry's, else `[defaults]`'s.
+fn verify_for(
+    image: &ImageRef,
+    repositories: &BTreeMap<String, VerifySetting>,
+    registries: &BTreeMap<String, RegistrySettings>,
+    default: &Option<VerifySetting>,
+) -> Option<VerifySetting> {
+    let full = image.to_string();
+    repositories
+        .iter()
+        .filter(|(prefix, _)| {
+            full.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, s)| s.clone())
+        .or_else(|| {
+            registries
+                .get(&image.registry)
+                .and_then(|r| r.verify.clone())
+        })
+        .or_else(|| default.clone())
+}
+
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
@@ -1397,6 +1531,7 @@ channel = "testing"
                         auth_file: None,
                         ca_file: None,
                         mirrors: Vec::new(),
+                        verify: None,
                         ..Default::default()
                     },
                 ),
@@ -1408,6 +1543,7 @@ channel = "testing"
                         auth_file: None,
                         ca_file: None,
                         mirrors: Vec::new(),
+                        verify: None,
                         ..Default::default()
                     },
                 ),
@@ -1456,6 +1592,7 @@ channel = "testing"
                         on_drift: OnDrift::Report,
                         on_archived: OnArchived::Keep,
                         adopt: false,
+                        verify: None,
                     },
                 ),
                 (
@@ -1468,6 +1605,7 @@ channel = "testing"
                         on_drift: OnDrift::Report,
                         on_archived: OnArchived::Keep,
                         adopt: false,
+                        verify: None,
                     },
                 ),
                 (
@@ -1480,6 +1618,7 @@ channel = "testing"
                         on_drift: OnDrift::Report,
                         on_archived: OnArchived::Keep,
                         adopt: false,
+                        verify: None,
                     },
                 ),
                 (
@@ -1495,9 +1634,11 @@ channel = "testing"
                         on_drift: OnDrift::Report,
                         on_archived: OnArchived::Keep,
                         adopt: false,
+                        verify: None,
                     },
                 ),
             ]),
+            repositories: BTreeMap::new(),
         };
         assert_eq!(c, expected);
     }
@@ -1682,6 +1823,7 @@ channel = "testing"
                 auth_file: None,
                 ca_file: None,
                 mirrors: Vec::new(),
+                verify: None,
                 ..Default::default()
             }
         );
@@ -2387,5 +2529,89 @@ targets = []
         assert!(!is_tag(".x"));
         assert!(!is_tag("a/b"));
         assert!(!is_tag("a:b"));
+    }
+
+    #[test]
+    fn verify_is_resolved_from_skill_prefix_registry_and_defaults() {
+        let c = parse_ok(
+            r#"
+[defaults]
+verify = { keys = ["~/keys/default.pub"] }
+
+[registries."r.example:5000"]
+verify = { keys = ["keys/registry.pub", "/abs/second.pub"] }
+
+[repositories."r.example:5000/acme"]
+verify = "none"
+
+[repositories."r.example:5000/acme/signed"]
+verify = { keys = ["/k/signed.pub"] }
+
+[skills.own]
+image = "r.example:5000/acme/x"
+verify = { keys = ["/k/own.pub"] }
+
+[skills.prefix]
+image = "r.example:5000/acme/x"
+
+[skills.longest]
+image = "r.example:5000/acme/signed/y"
+
+[skills.not-a-component]
+image = "r.example:5000/acmeco/z"
+
+[skills.elsewhere]
+image = "quay.io/other/z"
+"#,
+        );
+        let keys = |paths: &[&str]| {
+            Some(VerifySetting::Keys(
+                paths.iter().map(PathBuf::from).collect(),
+            ))
+        };
+        let v = |name: &str| c.skills[name].verify.clone();
+        assert_eq!(v("own"), keys(&["/k/own.pub"]));
+        assert_eq!(v("prefix"), Some(VerifySetting::None));
+        assert_eq!(v("longest"), keys(&["/k/signed.pub"]));
+        let relative = Path::new(FILE).parent().unwrap().join("keys/registry.pub");
+        assert_eq!(
+            v("not-a-component"),
+            Some(VerifySetting::Keys(vec![
+                relative,
+                PathBuf::from("/abs/second.pub")
+            ]))
+        );
+        assert_eq!(v("elsewhere"), keys(&["/home/u/keys/default.pub"]));
+        assert_eq!(c.repositories.len(), 2);
+        let plain = parse_ok("[skills.x]\nimage = \"quay.io/a/b\"\n");
+        assert_eq!(plain.skills["x"].verify, None);
+    }
+
+    #[test]
+    fn bad_verify_settings() {
+        assert_one(
+            "[skills.x]\nimage = \"quay.io/a/b\"\nverify = \"yes\"\n",
+            3,
+            10,
+            &["invalid verify", "verify = \"none\""],
+        );
+        assert_one(
+            "[skills.x]\nimage = \"quay.io/a/b\"\nverify = { keys = [] }\n",
+            3,
+            10,
+            &["non-empty list"],
+        );
+        assert_one(
+            "[skills.x]\nimage = \"quay.io/a/b\"\nverify = { key = [\"/k.pub\"] }\n",
+            3,
+            10,
+            &["unknown key \"key\""],
+        );
+        assert_one(
+            "[repositories.\"quay.io\"]\nverify = \"none\"\n[skills.x]\nimage = \"quay.io/a/b\"\n",
+            1,
+            15,
+            &["invalid repository prefix"],
+        );
     }
 }

@@ -374,6 +374,11 @@ impl Daemon {
                 .map(|p| crate::reconcile::describe_backups(&p.backups))
                 .unwrap_or_default(),
             served_by: None,
+            verification: current.map(|c| {
+                prev.and_then(|p| p.verified.as_ref())
+                    .filter(|v| v.manifest_digest == c.manifest_digest)
+                    .map_or("unverified".into(), |v| v.by.clone())
+            }),
         }
     }
 
@@ -605,6 +610,7 @@ impl Daemon {
                 .registries
                 .get(&slot.skill.image.registry)
                 .is_some_and(|r| r.insecure),
+            verification: report.and_then(|r| r.verification.clone()),
         }
     }
 

@@ -41,6 +41,11 @@ pub enum Error {
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
 
+    /// The image is not signed as the trust policy requires, or the
+    /// policy itself cannot be applied.
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
+
     /// Content did not match its digest or size.
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
     DigestMismatch {

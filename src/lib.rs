@@ -37,6 +37,9 @@
 //! - [`tree`]: what an installed tree holds (per-file sha256, a tree hash)
 //!   and drift detection that reads only files whose size, mtime, ctime or
 //!   inode moved.
+//! - [`verify`]: signature verification (cosign signatures and Sigstore
+//!   bundles, key-based) and the trust policy (`verify` in `skills.toml`,
+//!   the containers `policy.json`), before any layer is downloaded.
 //! - [`reconcile`]: one pass for one skill: resolve, fetch, unpack, install,
 //!   record.
 //! - [`control`]: the control socket (HTTP/1.1 + JSON over a Unix socket):
@@ -73,6 +76,7 @@ pub mod source;
 pub mod state;
 pub mod tree;
 pub mod unpack;
+pub mod verify;
 pub mod watch;
 
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@
 //! | state | `$XDG_STATE_HOME/skillsync` | `SKILLSYNC_STATE_DIR` |
 //! | cache | `$XDG_CACHE_HOME/skillsync` | `SKILLSYNC_CACHE_DIR` |
 //! | runtime (socket) | `$XDG_RUNTIME_DIR/skillsync`, if set | `SKILLSYNC_RUNTIME_DIR` |
+//! | containers trust policy | `$XDG_CONFIG_HOME/containers/policy.json`, else `/etc/containers/policy.json` | `SKILLSYNC_CONTAINERS_POLICY` (see [`crate::verify::policy`]) |
 //!
 //! On macOS, which has no state directory, state falls back to the local data
 //! directory (`~/Library/Application Support/skillsync`).

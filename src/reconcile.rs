@@ -33,9 +33,12 @@ use crate::ownership::{self, Marker, MARKER_FILE};
 use crate::provenance::{self, Provenance};
 use crate::reference::{Digest, ImageRef};
 use crate::source::{Source, SourceError, Sources};
-use crate::state::{Backup, Hold, HoldReason, Installed, SkillState, State, TargetState};
+use crate::state::{
+    Backup, Hold, HoldReason, Installed, SkillState, State, TargetState, Verification,
+};
 use crate::tree::{self, TreeRecord};
 use crate::unpack;
+use crate::verify::{self, ContainersPolicy, VerifyError};
 
 /// The overall state of a skill after a pass, and of one of its targets:
 /// the wire types themselves (`control::protocol`), so the two cannot drift.
@@ -87,6 +90,9 @@ pub struct SkillReport {
     pub backups: Vec<String>,
     /// The endpoint that answered (a mirror, or the registry itself).
     pub served_by: Option<String>,
+    /// How the version shown was verified (`verified: cosign signature by
+    /// …`), or `unverified` when no key policy applies.
+    pub verification: Option<String>,
 }
 
 /// Backups as status lists them.
@@ -217,6 +223,40 @@ pub struct Engine {
     /// Plan only: resolve and compare, but write nothing anywhere (no
     /// target, no state, no cache); changes are reported as "would ...".
     dry_run: bool,
+    /// The containers trust policy (`policy.json`), read with the config;
+    /// an unreadable one fails every registry skill's verification.
+    containers: Result<Option<ContainersPolicy>, (PathBuf, String)>,
+}
+
+/// Reads the containers policy where podman would (or where
+/// `SKILLSYNC_CONTAINERS_POLICY` says).
+fn load_containers_policy() -> Result<Option<ContainersPolicy>, (PathBuf, String)> {
+    let config_dir = directories::BaseDirs::new().map(|b| b.config_dir().to_path_buf());
+    let Some(path) = verify::policy::locate_policy(|k| std::env::var_os(k), config_dir.as_deref())
+    else {
+        return Ok(None);
+    };
+    ContainersPolicy::load(&path).map_err(|e| (path, e.to_string()))
+}
+
+/// How `digest` was verified, from the state file: its record's line, or
+/// `unverified`.
+fn trust_line(prev: Option<&SkillState>, digest: &Digest) -> String {
+    prev.and_then(|p| p.verified.as_ref())
+        .filter(|v| v.manifest_digest == *digest)
+        .map(|v| v.by.clone())
+        .unwrap_or_else(|| "unverified".into())
+}
+
+/// Whether the config itself asks for `offered` although `highest` was
+/// installed: a pinned digest, a tag naming that version, or a version
+/// requirement that excludes `highest`.
+fn pins_lower(selector: &Selector, offered: &semver::Version, highest: &semver::Version) -> bool {
+    match selector {
+        Selector::Digest(_) => true,
+        Selector::Tag(t) => channel::parse_tag(t).is_some_and(|t| &t.version == offered),
+        Selector::Channel { version, .. } => version.as_ref().is_some_and(|r| !r.matches(highest)),
+    }
 }
 
 /// A folder without a state record, recognised by its marker: the record
@@ -337,6 +377,7 @@ impl Engine {
             state_path,
             config,
             dry_run: false,
+            containers: load_containers_policy(),
         })
     }
 
@@ -961,6 +1002,7 @@ impl Engine {
             archived: false,
             backups: prev_backups(None),
             served_by: None,
+            verification: None,
         };
         let prev = self.state.lock().await.skills.get(&skill.name).cloned();
         report.backups = prev_backups(prev.as_ref());
@@ -971,6 +1013,7 @@ impl Engine {
             report.version = hold.installed.version.clone();
             report.digest = Some(hold.installed.manifest_digest.clone());
             report.status = Some(hold.installed.status);
+            report.verification = Some(trust_line(prev.as_ref(), &hold.installed.manifest_digest));
             let desired = Desired {
                 ref_digest: hold.installed.manifest_digest.clone(),
                 manifest: None,
@@ -978,7 +1021,10 @@ impl Engine {
                 kept_deprecated: false,
                 archived: false,
             };
-            if let Err(e) = self.apply(&source, skill, prev, desired, &mut report).await {
+            if let Err(e) = self
+                .apply(&source, skill, prev, desired, None, &mut report)
+                .await
+            {
                 report.state = SyncState::Error;
                 report.error = Some(e.to_string());
             }
@@ -988,6 +1034,7 @@ impl Engine {
             report.version = c.version.clone();
             report.digest = Some(c.manifest_digest.clone());
             report.status = Some(c.status);
+            report.verification = Some(trust_line(prev.as_ref(), &c.manifest_digest));
         }
         let desired = match self.resolve(&source, skill, prev.as_ref()).await {
             Ok(d) => d,
@@ -1013,11 +1060,160 @@ impl Engine {
             }
             return report;
         }
-        if let Err(e) = self.apply(&source, skill, prev, desired, &mut report).await {
+        // Verified before anything is downloaded; what is installed stays
+        // when it fails.
+        let verified = if desired.archived {
+            None
+        } else {
+            match self
+                .check_trust(&source, skill, prev.as_ref(), &desired)
+                .await
+            {
+                Ok(v) => {
+                    report.verification =
+                        Some(v.as_ref().map_or("unverified".into(), |v| v.by.clone()));
+                    v
+                }
+                Err(e) => {
+                    tracing::warn!(skill = %skill.name, "{e}");
+                    let current = prev.as_ref().and_then(|p| p.current.as_ref());
+                    report.version = current.and_then(|c| c.version.clone());
+                    report.digest = current.map(|c| c.manifest_digest.clone());
+                    report.status = current.map(|c| c.status);
+                    report.verification =
+                        current.map(|c| trust_line(prev.as_ref(), &c.manifest_digest));
+                    report.state = SyncState::Error;
+                    report.error = Some(e.to_string());
+                    report.targets = self.target_reports(skill, prev.as_ref(), None);
+                    return report;
+                }
+            }
+        };
+        if let Err(e) = self
+            .apply(&source, skill, prev, desired, verified, &mut report)
+            .await
+        {
             report.state = SyncState::Error;
             report.error = Some(e.to_string());
         }
         report
+    }
+
+    /// The manifest's bytes, from the cache or the source (verified).
+    async fn manifest_bytes(
+        &self,
+        source: &impl Source,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Vec<u8>> {
+        if let Some(b) = self.cache.read_manifest(digest) {
+            return Ok(b);
+        }
+        let bytes = source.fetch_manifest(image, digest).await?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest of {image}"),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        if !self.dry_run {
+            self.cache.store_manifest(digest, &bytes)?;
+        }
+        Ok(bytes)
+    }
+
+    /// Applies the trust policy to what resolution chose: `None` when no
+    /// signature is required (installed unverified), the verification when
+    /// one is and a trusted signature vouches for it, an error otherwise
+    /// (and for a downgrade below the highest version installed). A
+    /// digest verified before under the same policy is not verified again.
+    async fn check_trust(
+        &self,
+        source: &impl Source,
+        skill: &Skill,
+        prev: Option<&SkillState>,
+        desired: &Desired,
+    ) -> Result<Option<Verification>> {
+        let known = &desired.known;
+        let is_layout = self
+            .config
+            .registries
+            .get(&skill.image.registry)
+            .is_some_and(|r| r.layout.is_some());
+        let containers = match (&self.containers, is_layout) {
+            (_, true) => None,
+            (Ok(p), false) => p.as_ref(),
+            (Err((path, reason)), false) => {
+                return Err(VerifyError::Policy {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                }
+                .into())
+            }
+        };
+        let digests = [desired.ref_digest.clone(), known.manifest_digest.clone()];
+        let reqs = verify::policy::requirements(
+            skill.verify.as_ref(),
+            containers,
+            &skill.image,
+            &digests,
+        )?;
+        if !reqs.needs_signature() {
+            return Ok(None);
+        }
+        let version = |v: Option<&str>| v.and_then(|v| semver::Version::parse(v).ok());
+        if let (Some(highest), Some(offered)) = (
+            version(prev.and_then(|p| p.highest_version.as_deref())),
+            version(known.version.as_deref()),
+        ) {
+            if offered < highest && !pins_lower(&skill.selector, &offered, &highest) {
+                return Err(VerifyError::Rollback {
+                    skill: skill.name.clone(),
+                    offered: offered.to_string(),
+                    highest: highest.to_string(),
+                }
+                .into());
+            }
+        }
+        let policy = reqs.fingerprint();
+        if let Some(v) = prev.and_then(|p| p.verified.as_ref()) {
+            if v.manifest_digest == known.manifest_digest && v.policy == policy {
+                return Ok(Some(v.clone()));
+            }
+        }
+        let bytes = self
+            .manifest_bytes(source, &skill.image, &known.manifest_digest)
+            .await?;
+        let manifest = match manifest::parse(&bytes) {
+            Ok(Parsed::Image(m)) => m,
+            Ok(Parsed::Index(_)) => {
+                return Err(Error::Format {
+                    reference: format!("{}@{}", skill.image, known.manifest_digest),
+                    reason: manifest::FormatError::NestedIndex.to_string(),
+                })
+            }
+            Err(e) => {
+                return Err(Error::Format {
+                    reference: format!("{}@{}", skill.image, known.manifest_digest),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let subject = verify::Subject {
+            image: &skill.image,
+            ref_digest: &desired.ref_digest,
+            manifest_digest: &known.manifest_digest,
+            manifest: &manifest,
+            version: known.version.as_deref(),
+        };
+        let verified = verify::verify(source, &subject, &reqs.sets).await?;
+        Ok(Some(Verification {
+            manifest_digest: known.manifest_digest.clone(),
+            policy,
+            by: verified.describe(),
+        }))
     }
 
     fn target_reports(
@@ -1059,6 +1255,7 @@ impl Engine {
         skill: &Skill,
         prev: Option<SkillState>,
         desired: Desired,
+        verified: Option<Verification>,
         report: &mut SkillReport,
     ) -> Result<()> {
         let mut skill_state = prev.clone().unwrap_or_else(|| SkillState {
@@ -1484,6 +1681,31 @@ impl Engine {
                 }
             }
             report.targets.push(tr);
+        }
+        if let Some(v) = verified {
+            // Under a key policy: the verification, and the highest version
+            // installed (rollback protection).
+            let installed = skill_state.targets.values().any(|t| {
+                t.installed
+                    .as_ref()
+                    .is_some_and(|i| i.manifest_digest == known.manifest_digest)
+            });
+            let parse = |v: &str| semver::Version::parse(v).ok();
+            if let Some(offered) = known.version.as_deref().and_then(parse) {
+                let higher = skill_state
+                    .highest_version
+                    .as_deref()
+                    .and_then(parse)
+                    .is_none_or(|h| offered > h);
+                if installed && higher {
+                    skill_state.highest_version = Some(offered.to_string());
+                    state_changed = true;
+                }
+            }
+            if skill_state.verified.as_ref() != Some(&v) {
+                skill_state.verified = Some(v);
+                state_changed = true;
+            }
         }
         if state_changed {
             self.commit_state(&skill.name, &skill_state).await?;

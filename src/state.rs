@@ -60,6 +60,26 @@ pub struct SkillState {
     /// The installed version's tag was gone at the last check (archived).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub archived: bool,
+    /// The last manifest verified against the trust policy, and how; a
+    /// poll that finds the same digest under the same policy does not
+    /// verify it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verification>,
+    /// The highest version ever installed: with a key policy, a lower one
+    /// is not installed unless the config pins it (rollback protection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_version: Option<String>,
+}
+
+/// A manifest that satisfied the trust policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// The manifest digest verified.
+    pub manifest_digest: Digest,
+    /// The policy's fingerprint then ([`crate::verify::Requirements::fingerprint`]).
+    pub policy: String,
+    /// How, for status (`verified: cosign signature by …`).
+    pub by: String,
 }
 
 /// A copy of a folder skillsyncd replaced.
@@ -230,6 +250,8 @@ mod tests {
                 hold: None,
                 backups: Vec::new(),
                 archived: false,
+                verified: None,
+                highest_version: None,
                 targets: BTreeMap::from([(
                     "claude".into(),
                     TargetState {

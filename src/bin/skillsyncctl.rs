@@ -806,6 +806,14 @@ fn render_skill(s: &SkillStatus, now: SystemTime, style: &Style) -> String {
             style.paint("plain HTTP (insecure = true)", Color::Yellow)
         );
     }
+    if let Some(v) = &s.verification {
+        let color = if v.starts_with("verified") {
+            Color::Green
+        } else {
+            Color::Yellow
+        };
+        let _ = writeln!(out, "  {:<11} {}", "trust:", style.paint(v, color));
+    }
     for b in &s.backups {
         let _ = writeln!(out, "  {:<11} {b}", "backup:");
     }
@@ -1060,6 +1068,7 @@ mod tests {
             backups: Vec::new(),
             served_by: None,
             insecure: false,
+            verification: None,
         }
     }
 

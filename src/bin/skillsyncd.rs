@@ -122,6 +122,13 @@ async fn once(engine: &Engine) -> ExitCode {
         for c in &r.changes {
             println!("{c}");
         }
+        if let Some(v) = r
+            .verification
+            .as_deref()
+            .filter(|v| r.state == SyncState::InSync && v.starts_with("verified"))
+        {
+            println!("{} {} {v}", r.name, r.version.as_deref().unwrap_or(""));
+        }
         match r.state {
             SyncState::InSync => {
                 if r.changes.is_empty() {

@@ -132,6 +132,11 @@ pub struct SkillStatus {
     /// The registry is spoken to over plain HTTP (`insecure = true`).
     #[serde(default)]
     pub insecure: bool,
+    /// How the version shown was verified (`verified: cosign signature by
+    /// /path/key.pub`, `verified: signed as 1.0.0-testing (…)`), or
+    /// `unverified` when no key policy applies to it.
+    #[serde(default)]
+    pub verification: Option<String>,
 }
 
 /// One target of a skill.

@@ -849,6 +849,7 @@ pub(crate) mod tests {
             backups: Vec::new(),
             served_by: None,
             insecure: false,
+            verification: None,
         }
     }
 

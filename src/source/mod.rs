@@ -171,6 +171,18 @@ pub trait Source: Send + Sync {
         digest: &Digest,
         size: u64,
     ) -> impl Future<Output = Result<BlobStream, SourceError>> + Send;
+
+    /// The referrers of `digest` (an OCI image index, raw JSON) through the
+    /// distribution API's referrers endpoint, or `None` when this source
+    /// has none (the caller then reads the `sha256-<hex>` tag).
+    fn referrers(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, SourceError>> + Send {
+        let _ = (image, digest);
+        async { Ok(None) }
+    }
 }
 
 /// Either kind of source.
@@ -217,6 +229,13 @@ impl Source for AnySource<'_> {
         size: u64,
     ) -> Result<BlobStream, SourceError> {
         delegate!(self, s => s.open_blob(image, digest, size).await)
+    }
+    async fn referrers(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Option<Vec<u8>>, SourceError> {
+        delegate!(self, s => s.referrers(image, digest).await)
     }
 }
 

@@ -456,6 +456,26 @@ impl Source for RegistrySource {
         })
         .await
     }
+
+    async fn referrers(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Option<Vec<u8>>, SourceError> {
+        // A registry without the referrers API (distribution 2.8) answers
+        // 404: the caller then reads the `sha256-<hex>` tag instead.
+        match self
+            .via_endpoints(image, true, |at| async move {
+                self.bounded(&at, "referrers", self.referrers_at(&at, digest))
+                    .await
+            })
+            .await
+        {
+            Ok(index) => Ok(Some(index)),
+            Err(SourceError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl RegistrySource {
@@ -543,6 +563,31 @@ impl RegistrySource {
             )
             .await?;
         http::read_capped(resp, MAX_MANIFEST_SIZE, &at.registry, &what).await
+    }
+
+    async fn referrers_at(&self, at: &ImageRef, digest: &Digest) -> Result<Vec<u8>, SourceError> {
+        let repository = http::api_repository(&at.registry, &at.repository);
+        let what = format!("referrers of {digest}");
+        let resp = self
+            .send(
+                at,
+                Method::GET,
+                format!("/v2/{repository}/referrers/{digest}"),
+                Some(crate::manifest::OCI_INDEX.to_string()),
+                what.clone(),
+            )
+            .await?;
+        // Some registries answer 200 with something else where they have
+        // no referrers API; only an image index counts.
+        let is_index = http::header_str(resp.headers(), "content-type")
+            .is_some_and(|t| t.starts_with(crate::manifest::OCI_INDEX));
+        if !is_index {
+            return Err(SourceError::NotFound {
+                what,
+                endpoint: at.registry.clone(),
+            });
+        }
+        http::read_capped(resp, crate::verify::MAX_SIGNATURE_SIZE, &at.registry, &what).await
     }
 
     async fn open_blob_at(

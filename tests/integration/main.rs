@@ -18,3 +18,4 @@ mod service_files;
 mod support_selftest;
 mod sync;
 mod tls;
+mod verify;

@@ -760,6 +760,7 @@ fn test_env_sandboxes_the_binaries() {
             "PATH",
             "RUST_LOG",
             "SKILLSYNC_REGISTRIES_CONF",
+            "SKILLSYNC_CONTAINERS_POLICY",
             "XDG_CACHE_HOME",
             "XDG_CONFIG_HOME",
             "XDG_RUNTIME_DIR",

@@ -5,6 +5,8 @@
 //! - [`skillimage`]: skill images in skillctl's exact format, a publisher
 //!   that mirrors skillctl's lifecycle on a registry, and OCI layouts.
 //! - [`proxy`]: a counting, fault-injecting proxy in front of the registry.
+//! - [`cosign`]: keys made here, and signatures and bundles pushed
+//!   exactly as cosign pushes them.
 //! - [`demo`]: the skills bundled in `config/demo/layout`.
 //! - [`TestEnv`] (here): a sandboxed HOME and XDG directories, the config
 //!   file, and commands for the real binaries run inside the sandbox.
@@ -13,6 +15,7 @@
 
 #![allow(dead_code)]
 
+pub mod cosign;
 pub mod demo;
 pub mod proxy;
 pub mod registry;
@@ -125,7 +128,7 @@ impl TestEnv {
     }
 
     /// The variables the binaries get: the sandbox's HOME and XDG
-    /// directories, the caller's `PATH` (`docker-credential-*` programs are
+    /// directories, the containers policy under its `XDG_CONFIG_HOME`, the caller's `PATH` (`docker-credential-*` programs are
     /// found on it), and `RUST_LOG` (the caller's, else
     /// [`DEFAULT_RUST_LOG`]).
     pub fn envs(&self) -> Vec<(&'static str, OsString)> {
@@ -139,6 +142,12 @@ impl TestEnv {
             (
                 "SKILLSYNC_REGISTRIES_CONF",
                 self.config_home.join("containers/registries.conf").into(),
+            ),
+            // The containers trust policy inside the sandbox (absent unless
+            // a test writes it), so the host's own does not decide.
+            (
+                "SKILLSYNC_CONTAINERS_POLICY",
+                self.config_home.join("containers/policy.json").into(),
             ),
             (
                 "PATH",

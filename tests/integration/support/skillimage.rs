@@ -1103,7 +1103,7 @@ impl Publisher {
     }
 
     fn build(host: String, basic: Option<(&str, &str)>) -> Publisher {
-        // reqwest is built with `rustls-no-provider` (through oci-client) and
+        // reqwest is built with `rustls-no-provider` (as the library uses it) and
         // refuses to build even a plain-HTTP client without a process-wide
         // crypto provider; another test may have installed one already.
         let _ = rustls::crypto::ring::default_provider().install_default();
