@@ -150,6 +150,7 @@ pub fn expand(config: &mut Config, team_cache: Option<&Path>) {
             cached: None,
             version: None,
             skills: Vec::new(),
+            refresh_error: None,
             error: None,
         };
         let record = match &cache {
@@ -168,11 +169,13 @@ pub fn expand(config: &mut Config, team_cache: Option<&Path>) {
                 continue;
             }
         };
-        info.error = record.last_error.clone();
+        info.refresh_error = record.last_error.clone();
         let (Some(text), Some(digest), Some(fetched_at)) =
             (record.content, record.digest, record.fetched_at)
         else {
-            info.error.get_or_insert_with(|| "not fetched yet".into());
+            if info.refresh_error.is_none() {
+                info.error = Some("not fetched yet".into());
+            }
             config.layers.collections.push(info);
             continue;
         };
@@ -249,9 +252,7 @@ pub fn expand(config: &mut Config, team_cache: Option<&Path>) {
             config.skills.insert(entry.name, skill);
         }
         if !notes.is_empty() {
-            let mut e = info.error.take().map(|e| vec![e]).unwrap_or_default();
-            e.extend(notes);
-            info.error = Some(e.join("; "));
+            info.error = Some(notes.join("; "));
         }
         config.layers.collections.push(info);
     }

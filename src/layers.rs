@@ -215,8 +215,10 @@ pub struct RemoteInclude {
     pub included_from: String,
     /// The copy used, when there is one.
     pub cached: Option<CachedCopy>,
-    /// Why it is not (fully) in force: not fetched yet, the last refresh
-    /// failed, or the fragment was rejected.
+    /// Why the last refresh failed (the cached copy, if any, is used).
+    pub refresh_error: Option<String>,
+    /// Why it is not (fully) in force: not fetched yet, or the fragment
+    /// (or a skill in it) was rejected.
     pub error: Option<String>,
 }
 
@@ -243,7 +245,10 @@ pub struct CollectionInfo {
     /// The skills it manages (a user's own `[skills.X]` of the same name
     /// wins, and is not listed).
     pub skills: Vec<String>,
-    /// Why it is not (fully) in force.
+    /// Why the last refresh failed (the cached copy, if any, is used).
+    pub refresh_error: Option<String>,
+    /// Why it is not (fully) in force: not fetched yet, a broken
+    /// document, entries left out.
     pub error: Option<String>,
 }
 
@@ -467,6 +472,7 @@ impl Loader<'_> {
             selector,
             included_from: self.sources.describe(at),
             cached: None,
+            refresh_error: None,
             error: None,
         };
         let record = self
@@ -477,16 +483,13 @@ impl Loader<'_> {
         let text = match record {
             None => None,
             Some(Ok(r)) => {
-                remote.error = r.last_error.clone();
+                remote.refresh_error = r.last_error.clone();
                 match (r.content, r.digest, r.fetched_at) {
                     (Some(content), Some(digest), Some(fetched_at)) => {
                         remote.cached = Some(CachedCopy { digest, fetched_at });
                         Some(content)
                     }
-                    _ => {
-                        remote.error.get_or_insert_with(|| "not fetched yet".into());
-                        None
-                    }
+                    _ => None,
                 }
             }
             Some(Err(e)) => {
@@ -497,7 +500,9 @@ impl Loader<'_> {
         let text = match text {
             Some(t) => t,
             None => {
-                remote.error.get_or_insert_with(|| "not fetched yet".into());
+                if remote.error.is_none() && remote.refresh_error.is_none() {
+                    remote.error = Some("not fetched yet".into());
+                }
                 self.layers.remote.push(remote);
                 return None;
             }

@@ -848,6 +848,7 @@ pub(crate) mod tests {
             held: None,
             backups: Vec::new(),
             served_by: None,
+            origin: None,
         }
     }
 
@@ -869,6 +870,7 @@ pub(crate) mod tests {
                 name: "old".into(),
                 paths: vec!["/home/u/.claude/skills/old".into()],
             }],
+            config_sources: Vec::new(),
         }
     }
 
