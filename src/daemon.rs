@@ -90,10 +90,14 @@ pub async fn load_config(
         if config.layers.remote.is_empty() && config.collections.is_empty() {
             break;
         }
-        if refresh_team(&config, paths, None).await.changed == 0 {
+        let refreshed = refresh_team(&config, paths, None).await;
+        if refreshed.changed > 0 {
+            config = Config::load(path)?;
+        }
+        // Only a new copy can name more documents.
+        if refreshed.updated == 0 {
             break;
         }
-        config = Config::load(path)?;
     }
     Ok(config)
 }
@@ -912,15 +916,20 @@ impl Daemon {
         let mut total = 0;
         for _ in 0..3 {
             let engine = self.engine();
-            let changed = refresh_team(engine.config(), &self.paths, Some(engine.sources()))
-                .await
-                .changed;
-            if changed == 0 {
+            let refreshed =
+                refresh_team(engine.config(), &self.paths, Some(engine.sources())).await;
+            if refreshed.changed == 0 {
                 break;
             }
-            total += changed;
-            tracing::info!("{changed} remote includes or collections changed; reloading");
+            total += refreshed.changed;
+            tracing::info!(
+                "{} remote includes or collections changed; reloading",
+                refreshed.changed
+            );
             self.reload().await;
+            if refreshed.updated == 0 {
+                break;
+            }
         }
         total
     }

@@ -168,6 +168,8 @@ pub fn collection_key(image: &ImageRef, selector: &Selector) -> String {
 pub struct Refreshed {
     /// Documents whose copy or error changed (a reload shows them).
     pub changed: usize,
+    /// Documents with a new copy.
+    pub updated: usize,
     /// Documents checked.
     pub checked: usize,
 }
@@ -211,6 +213,7 @@ pub async fn refresh(config: &Config, sources: &Sources, cache: &TeamCache) -> R
                     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
                 );
                 after.last_error = None;
+                out.updated += 1;
             }
             Err(e) => {
                 tracing::warn!("{reference}: {e}");

@@ -66,7 +66,7 @@ struct Args {
         env = "SKILLSYNC_CONFIG",
         value_name = "PATH",
         num_args = 0..=1,
-        default_missing_value = ""
+        default_missing_value = "-"
     )]
     config: Option<PathBuf>,
 
@@ -227,7 +227,7 @@ fn main() -> ExitCode {
 fn run(mut args: Args) -> ExitCode {
     // `--config` without a path: the default file (and, for `status`, the
     // merged config).
-    let bare_config = args.config.as_deref() == Some(Path::new(""));
+    let bare_config = args.config.as_deref() == Some(Path::new("-"));
     if bare_config {
         args.config = None;
     }

@@ -16,4 +16,5 @@ mod ownership;
 mod service_files;
 mod support_selftest;
 mod sync;
+mod team;
 mod tls;

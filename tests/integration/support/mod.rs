@@ -109,6 +109,12 @@ impl TestEnv {
         self.config_home.join("skillsync/skills.toml")
     }
 
+    /// The system-wide config the binaries read first (absent unless a
+    /// test writes it): `<root>/etc/skillsync/skills.toml`.
+    pub fn system_config_path(&self) -> PathBuf {
+        self.root.path().join("etc/skillsync/skills.toml")
+    }
+
     /// Writes `toml` to the default config file; returns its path.
     pub fn write_config(&self, toml: &str) -> PathBuf {
         let path = self.config_path();
@@ -135,6 +141,8 @@ impl TestEnv {
             ("XDG_STATE_HOME", self.state_home.clone().into()),
             ("XDG_CACHE_HOME", self.cache_home.clone().into()),
             ("XDG_RUNTIME_DIR", self.runtime_dir.clone().into()),
+            // Never the machine's /etc/skillsync/skills.toml.
+            ("SKILLSYNC_SYSTEM_CONFIG", self.system_config_path().into()),
             (
                 "PATH",
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
