@@ -1411,6 +1411,25 @@ mod tests {
     }
 
     #[test]
+    fn a_tilde_include_is_the_home_directory() {
+        let d = Dir::new();
+        d.write(
+            "home/dotfiles/skills.d/a.toml",
+            "[skills.a]\nimage = \"r.io/a\"\n",
+        );
+        d.write(
+            "user/skills.toml",
+            "include = [\"~/dotfiles/skills.d/*.toml\"]\n",
+        );
+        let c = d.load_ok();
+        assert_eq!(c.skills.keys().collect::<Vec<_>>(), ["a"]);
+        assert!(c
+            .layers
+            .watch
+            .contains(&d.path("home/dotfiles/skills.d/*.toml")));
+    }
+
+    #[test]
     fn wildcards_and_remote_references() {
         assert!(wildcard_match("*.toml", "a.toml"));
         assert!(wildcard_match("*.toml", ".toml"));

@@ -568,3 +568,97 @@ fn a_remote_file_may_not_set_daemon_registries_or_paths_and_the_rest_keeps_worki
         assert!(text.contains(expected), "case {i}: {text}");
     }
 }
+
+/// The daemon: an edit of an included file is picked up by the watch, and
+/// `skillsyncctl sync` checks the collection first, so a new version of
+/// it installs and prunes in one go; status says where each skill is from.
+#[test]
+fn the_daemon_watches_included_files_and_follows_a_collection() {
+    use crate::support::{wait_until, KillOnDrop};
+    use std::time::Duration;
+
+    let w = World::new();
+    for name in ["alpha", "beta", "gamma", "local"] {
+        w.publish(name, "1.0.0");
+    }
+    w.push_artifact(
+        "acme/team-skills",
+        "published",
+        COLLECTION,
+        COLLECTION,
+        &w.collection_yaml("0.1.0", &[("alpha", "1.0.0")]),
+    );
+    let dir = w.config_dir();
+    write_file(
+        &dir.join("skills.d/local.toml"),
+        format!("[skills.local]\nimage = \"{}\"\n", w.image("local")).as_bytes(),
+    );
+    w.env.write_config(&format!(
+        "include = [\"skills.d/*.toml\"]\n\n{}[collections.team]\nimage = \"{}/acme/team-skills\"\ntag = \"published\"\n",
+        w.registry_section(),
+        w.host()
+    ));
+    let log = std::fs::File::create(w.env.root().join("daemon.log")).unwrap();
+    let mut command = w.env.daemon();
+    command.stderr(log);
+    let mut daemon = KillOnDrop::spawn(&mut command);
+    let status = || -> serde_json::Value {
+        let out = w.env.ctl().args(["status", "--json"]).output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let in_sync = |name: &str| {
+        status()["skills"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["name"] == name && s["state"] == "in_sync")
+        })
+    };
+    wait_until(Duration::from_secs(30), "alpha and local in sync", || {
+        if let Ok(Some(s)) = daemon.try_wait() {
+            panic!("skillsyncd exited with {s}");
+        }
+        in_sync("alpha") && in_sync("local")
+    });
+    let s = status();
+    let alpha = s["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "alpha")
+        .unwrap()
+        .clone();
+    assert!(
+        alpha["origin"]
+            .as_str()
+            .unwrap()
+            .starts_with("collection team ("),
+        "{alpha}"
+    );
+    let sources = s["config_sources"].as_array().unwrap();
+    assert!(sources.iter().any(|c| c["kind"] == "collection"), "{s}");
+    assert!(sources.iter().any(|c| c["kind"] == "file"), "{s}");
+
+    // A new file in the included directory: the watch reloads.
+    write_file(
+        &dir.join("skills.d/beta.toml"),
+        format!("[skills.beta]\nimage = \"{}\"\n", w.image("beta")).as_bytes(),
+    );
+    wait_until(Duration::from_secs(30), "beta in sync", || in_sync("beta"));
+
+    // The collection moves on: sync checks it, installs gamma, prunes alpha.
+    w.push_artifact(
+        "acme/team-skills",
+        "published",
+        COLLECTION,
+        COLLECTION,
+        &w.collection_yaml("0.2.0", &[("gamma", "1.0.0")]),
+    );
+    let out = w.env.ctl().args(["sync", "--wait"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(in_sync("gamma"));
+    assert!(w.installed("claude", "gamma").is_some());
+    assert!(!w.env.skill_dir("claude", "alpha").exists(), "alpha pruned");
+}
