@@ -653,7 +653,8 @@ impl Checker<'_> {
             .and_then(|v| self.check_on_archived(v))
             .unwrap_or_default();
 
-        if raw.skills.is_empty() && raw.collections.is_empty() && !self.sources.has_remote() {
+        // A remote include or a collection may bring skills later.
+        if raw.skills.is_empty() && raw.collections.is_empty() && !self.sources.open {
             self.error(0..0, "no skills configured: add a [skills.NAME] table");
         }
         let mut skills = BTreeMap::new();

@@ -137,11 +137,6 @@ impl SourceMap {
         &self.files
     }
 
-    /// Whether any remote fragment was read.
-    pub fn has_remote(&self) -> bool {
-        self.files.iter().any(|f| f.remote)
-    }
-
     /// The file holding `offset`.
     pub fn file_at(&self, offset: usize) -> Option<&SourceFile> {
         let i = self.files.partition_point(|f| f.base <= offset);
@@ -1329,6 +1324,10 @@ mod tests {
         );
         // Not fetched yet: the local config works.
         let c = d.load_ok();
+        d.write("user/only.toml", &format!("include = [\"{reference}\"]\n"));
+        let only = load(&d.path("user/only.toml"), &d.path("home"), &d.options())
+            .expect("a config of only a remote include is valid before its first fetch");
+        assert!(only.skills.is_empty());
         assert_eq!(c.layers.remote.len(), 1);
         assert_eq!(c.layers.remote[0].error.as_deref(), Some("not fetched yet"));
 
