@@ -385,6 +385,8 @@ pub struct Daemon {
     /// The files and include patterns of the running config, for the
     /// watch.
     files: watch::Sender<Vec<PathBuf>>,
+    /// One refresh of remote includes and collections at a time.
+    team_refresh: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -426,6 +428,7 @@ impl Daemon {
             events_path: dirs.state_dir.join(EVENTS_FILE),
             paths: paths.clone(),
             files: watch::channel(files).0,
+            team_refresh: tokio::sync::Mutex::new(()),
         });
         *lock(&daemon.events) = load_events(&daemon.events_path);
         let engine = daemon.engine();
@@ -913,6 +916,7 @@ impl Daemon {
     /// config when one of them changed (a fragment can add a collection,
     /// so this goes round at most three times). Returns how many changed.
     pub async fn refresh_team(&self) -> usize {
+        let _one_at_a_time = self.team_refresh.lock().await;
         let mut total = 0;
         for _ in 0..3 {
             let engine = self.engine();
@@ -1179,7 +1183,10 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(next_team) => {
                 next_team = tokio::time::Instant::now() + daemon.engine().config().daemon.poll_interval;
-                daemon.refresh_team().await;
+                // Off this loop: a slow registry must not hold up the
+                // watchdog or a shutdown.
+                let daemon = daemon.clone();
+                tokio::spawn(async move { daemon.refresh_team().await });
                 continue;
             }
             Some(()) = reload_rx.recv() => "the config file changed",

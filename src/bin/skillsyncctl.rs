@@ -404,6 +404,20 @@ fn render_merged(c: &Config) -> String {
         let names: Vec<&str> = c.layers.disabled.iter().map(String::as_str).collect();
         let _ = writeln!(out, "switched off: {}", names.join(", "));
     }
+    let waiting: Vec<&str> = c
+        .layers
+        .pending
+        .keys()
+        .filter(|n| !c.skills.contains_key(*n))
+        .map(String::as_str)
+        .collect();
+    if !waiting.is_empty() {
+        let _ = writeln!(
+            out,
+            "overrides without a skill to override (yet): {}",
+            waiting.join(", ")
+        );
+    }
     let rows: Vec<Vec<Cell>> = c
         .skills
         .values()
