@@ -46,6 +46,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::channel::Channel;
+pub use crate::layers::SourceMap;
 use crate::paths::{expand_tilde, Paths, PathsError};
 use crate::reference::{Digest, ImageRef};
 use crate::verify::Setting as VerifySetting;
@@ -149,11 +150,38 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// Every target a skill uses (built-in or custom), by name, paths resolved.
     pub targets: BTreeMap<String, Target>,
-    /// `[skills.NAME]`, by name.
+    /// `[skills.NAME]`, by name, with the skills of every collection
+    /// whose document is known (see [`crate::layers`]).
     pub skills: BTreeMap<String, Skill>,
     /// `[repositories."HOST/PREFIX"] verify`: the signature policy of
     /// every repository under a prefix, by prefix.
     pub repositories: BTreeMap<String, VerifySetting>,
+    /// `[defaults] verify`: the signature policy of images nothing more
+    /// specific covers.
+    pub default_verify: Option<VerifySetting>,
+    /// `[collections.NAME]`, by name.
+    pub collections: BTreeMap<String, Collection>,
+    /// Where each setting came from: the files read, remote includes,
+    /// collections, and per-skill origins.
+    pub layers: crate::layers::Layers,
+}
+
+/// `[collections.NAME]`, validated: a skillctl `SkillCollection` artifact
+/// whose every skill is managed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collection {
+    /// The key under `[collections]`.
+    pub name: String,
+    /// The repository of the collection artifact.
+    pub image: ImageRef,
+    /// Which version of the collection to follow.
+    pub selector: Selector,
+    /// Where its skills are installed.
+    pub targets: Vec<String>,
+    /// `on_drift` of its skills (from `[defaults]`).
+    pub on_drift: OnDrift,
+    /// `on_archived` of its skills (from `[defaults]`).
+    pub on_archived: OnArchived,
 }
 
 /// `[daemon]` settings.
@@ -321,18 +349,29 @@ impl Config {
     ///
     /// A relative `path` is made absolute against the current directory
     /// first, so every path in the result is absolute.
+    ///
+    /// The layers around it are read too (see [`crate::layers`]): the
+    /// system file, includes, and the cached copies of remote includes and
+    /// collections (in the cache directory the config and environment
+    /// name).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let home = Paths::from_env()
-            .map_err(|source| ConfigError::Home {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .home;
-        Config::load_with_home(path, &home)
+        let paths = Paths::from_env().map_err(|source| ConfigError::Home {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut options = crate::layers::LoadOptions::from_env();
+        let config = crate::layers::load(path, &paths.home, &options)?;
+        if config.layers.remote.is_empty() && config.collections.is_empty() {
+            return Ok(config);
+        }
+        // Remote fragments cannot move the cache, so one more read with
+        // the cache in place is final.
+        options.team_cache = Some(paths.clone().with_config(&config.daemon).cache_dir);
+        crate::layers::load(path, &paths.home, &options)
     }
 
-    /// [`Config::load`] with the home directory given, for callers that
-    /// already hold a [`Paths`].
+    /// Reads and validates one config file alone (no system file, no
+    /// includes), with the home directory given.
     pub fn load_with_home(path: &Path, home: &Path) -> Result<Config, ConfigError> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
@@ -348,27 +387,64 @@ impl Config {
     ///
     /// On failure every problem found is returned, sorted by position.
     pub fn parse(text: &str, path: &Path, home: &Path) -> Result<Config, ConfigError> {
+        let sources = SourceMap::single(path, text);
+        let parsed = toml::from_str::<RawConfig>(text);
+        let (config, mut diagnostics) = Config::check_parsed(parsed, &sources, path, home);
+        match config {
+            Some(config) if diagnostics.is_empty() => Ok(config),
+            _ => {
+                diagnostics.sort_by_key(|d| (d.line, d.column));
+                Err(ConfigError::Invalid(diagnostics))
+            }
+        }
+    }
+
+    /// Validates a document merged from several files (see
+    /// [`crate::layers`]): every span in `table` is an offset into
+    /// `sources`, so each problem names the file it is in. Returns the
+    /// config (when the document had the right shape) and every problem.
+    pub(crate) fn check_merged(
+        table: toml::de::DeTable<'_>,
+        sources: &SourceMap,
+        path: &Path,
+        home: &Path,
+    ) -> (Option<Config>, Vec<Diagnostic>) {
+        let parsed = RawConfig::deserialize(toml::de::Deserializer::from(Spanned::new(
+            0..sources.len(),
+            table,
+        )));
+        Config::check_parsed(parsed, sources, path, home)
+    }
+
+    /// Whether `table` has the shape of a config file (known keys, right
+    /// types); the first problem otherwise.
+    pub(crate) fn check_shape(table: toml::de::DeTable<'_>) -> Result<(), toml::de::Error> {
+        RawConfig::deserialize(toml::de::Deserializer::from(Spanned::new(0..0, table))).map(|_| ())
+    }
+
+    fn check_parsed(
+        parsed: Result<RawConfig, toml::de::Error>,
+        sources: &SourceMap,
+        path: &Path,
+        home: &Path,
+    ) -> (Option<Config>, Vec<Diagnostic>) {
         let mut cx = Checker {
-            text,
+            sources,
             path,
             base: path.parent().unwrap_or(Path::new("")),
             home,
             diagnostics: Vec::new(),
         };
-        let raw: RawConfig = match toml::from_str(text) {
-            Ok(raw) => raw,
+        match parsed {
+            Ok(raw) => {
+                let config = cx.check(raw);
+                (Some(config), cx.diagnostics)
+            }
             Err(e) => {
                 let offset = e.span().map_or(0, |s| s.start);
                 cx.error(offset..offset, e.message().trim_end().to_string());
-                return Err(ConfigError::Invalid(cx.diagnostics));
+                (None, cx.diagnostics)
             }
-        };
-        let config = cx.check(raw);
-        if cx.diagnostics.is_empty() {
-            Ok(config)
-        } else {
-            cx.diagnostics.sort_by_key(|d| (d.line, d.column));
-            Err(ConfigError::Invalid(cx.diagnostics))
         }
     }
 }
@@ -393,6 +469,24 @@ struct RawConfig {
     skills: BTreeMap<Key, RawSkill>,
     #[serde(default)]
     repositories: BTreeMap<Key, RawRepository>,
+    #[serde(default)]
+    collections: BTreeMap<Key, RawCollection>,
+    /// Read by [`crate::layers`]; only its shape is checked here.
+    #[allow(dead_code)]
+    include: Option<SpannedList>,
+}
+
+/// `[collections.NAME]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollection {
+    image: Option<Spanned<String>>,
+    channel: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
+    tag: Option<Spanned<String>>,
+    digest: Option<Spanned<String>>,
+    targets: Option<SpannedList>,
+    enabled: Option<Spanned<bool>>,
 }
 
 /// `[repositories."HOST/PREFIX"]`, as written.
@@ -464,6 +558,9 @@ struct RawSkill {
     on_archived: Option<Spanned<String>>,
     adopt: Option<bool>,
     verify: Option<Spanned<toml::Value>>,
+    /// `false` switches off a skill defined in another layer or listed by
+    /// a collection.
+    enabled: Option<Spanned<bool>>,
 }
 
 /// What `[defaults]` gives a skill that does not say.
@@ -505,9 +602,11 @@ impl<'de> Deserialize<'de> for RawSize {
 
 /// Validation state: the text for positions, and the problems found so far.
 struct Checker<'a> {
-    text: &'a str,
+    /// Every file read, for positions and relative paths.
+    sources: &'a SourceMap,
+    /// The main config file.
     path: &'a Path,
-    /// The config file's directory, base of relative paths.
+    /// The main config file's directory, base of relative paths.
     base: &'a Path,
     home: &'a Path,
     diagnostics: Vec<Diagnostic>,
@@ -520,20 +619,29 @@ type KnownTargets = BTreeMap<String, Option<PathBuf>>;
 impl Checker<'_> {
     /// Records a problem at the start of `span`.
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let (line, column) = line_column(self.text, span.start);
+        let (path, line, column) = match self.sources.locate(span.start) {
+            Some((file, line, column)) => (file.name.clone(), line, column),
+            None => (self.path.to_path_buf(), 1, 1),
+        };
         self.diagnostics.push(Diagnostic {
-            path: self.path.to_path_buf(),
+            path,
             line,
             column,
             message: message.into(),
         });
     }
 
-    /// `~` expansion, then relative to the config file's directory.
-    fn resolve_path(&self, raw: &str) -> PathBuf {
+    /// `~` expansion, then relative to the directory of the file that
+    /// holds the setting (at offset `at`).
+    fn resolve_path(&self, raw: &str, at: usize) -> PathBuf {
         let p = expand_tilde(Path::new(raw), self.home);
         if p.is_relative() {
-            self.base.join(p)
+            let base = self
+                .sources
+                .file_at(at)
+                .and_then(|f| f.dir.as_deref())
+                .unwrap_or(self.base);
+            base.join(p)
         } else {
             p
         }
@@ -545,7 +653,7 @@ impl Checker<'_> {
             self.error(value.span(), format!("{what} is empty: give a directory"));
             return None;
         }
-        Some(self.resolve_path(value.get_ref()))
+        Some(self.resolve_path(value.get_ref(), value.span().start))
     }
 
     fn check(&mut self, raw: RawConfig) -> Config {
@@ -582,12 +690,44 @@ impl Checker<'_> {
             .and_then(|v| self.check_on_archived(v))
             .unwrap_or_default();
 
-        if raw.skills.is_empty() {
+        // A remote include or a collection may bring skills later.
+        if raw.skills.is_empty() && raw.collections.is_empty() && !self.sources.open {
             self.error(0..0, "no skills configured: add a [skills.NAME] table");
         }
         let mut skills = BTreeMap::new();
         let mut used = BTreeSet::new();
+        let mut disabled = BTreeSet::new();
+        let mut pending = BTreeMap::new();
         for (key, skill) in &raw.skills {
+            if skill.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
+                // Switched off: only the name is checked.
+                if let Err(why) = check_name(key.get_ref()) {
+                    self.error(
+                        key.span(),
+                        format!("invalid skill name {:?}: {why}", key.get_ref()),
+                    );
+                }
+                disabled.insert(key.get_ref().clone());
+                continue;
+            }
+            let open = self.sources.open || !raw.collections.is_empty();
+            if skill.image.is_none() && open {
+                // Overrides a skill from a remote include or a collection
+                // that is not known yet, or a collection entry.
+                if let Err(why) = check_name(key.get_ref()) {
+                    self.error(
+                        key.span(),
+                        format!("invalid skill name {:?}: {why}", key.get_ref()),
+                    );
+                }
+                let targets = skill
+                    .targets
+                    .as_ref()
+                    .map(|list| self.check_target_list(list, &known));
+                used.extend(targets.iter().flatten().cloned());
+                pending.insert(key.get_ref().clone(), targets);
+                continue;
+            }
             let Some(skill) = self.check_skill(
                 key,
                 skill,
@@ -610,6 +750,32 @@ impl Checker<'_> {
             used.extend(skill.targets.iter().cloned());
             skills.insert(skill.name.clone(), skill);
         }
+        let mut collections = BTreeMap::new();
+        for (key, raw_collection) in &raw.collections {
+            if raw_collection
+                .enabled
+                .as_ref()
+                .is_some_and(|e| !*e.get_ref())
+            {
+                continue;
+            }
+            let Some(c) = self.check_collection(
+                key,
+                raw_collection,
+                &registries,
+                &known,
+                &SkillDefaults {
+                    channel: default_channel,
+                    targets: default_targets.as_deref(),
+                    on_drift: default_on_drift,
+                    on_archived: default_on_archived,
+                },
+            ) else {
+                continue;
+            };
+            used.extend(c.targets.iter().cloned());
+            collections.insert(c.name.clone(), c);
+        }
 
         let targets = used
             .into_iter()
@@ -626,7 +792,70 @@ impl Checker<'_> {
             targets,
             skills,
             repositories,
+            default_verify,
+            collections,
+            layers: crate::layers::Layers {
+                disabled,
+                pending,
+                ..Default::default()
+            },
         }
+    }
+
+    /// `[collections.NAME]`: checked like a skill (image, selector,
+    /// targets); its document is read later.
+    fn check_collection(
+        &mut self,
+        key: &Key,
+        raw: &RawCollection,
+        registries: &BTreeMap<String, RegistrySettings>,
+        known: &KnownTargets,
+        defaults: &SkillDefaults<'_>,
+    ) -> Option<Collection> {
+        let as_skill = RawSkill {
+            image: raw.image.clone(),
+            channel: raw.channel.clone(),
+            version: raw.version.clone(),
+            tag: raw.tag.clone(),
+            digest: raw.digest.clone(),
+            targets: raw.targets.clone(),
+            on_drift: None,
+            on_archived: None,
+            adopt: None,
+            enabled: None,
+            verify: None,
+        };
+        let name = key.get_ref();
+        let before = self.diagnostics.len();
+        if raw.image.is_none() {
+            self.error(
+                key.span(),
+                format!(
+                    "collection {name:?} has no image: add image = \"host[:port]/repository\" (without a tag)"
+                ),
+            );
+            return None;
+        }
+        // The skill rules, reported with the collection's name.
+        let skill = self.check_skill(key, &as_skill, registries, known, defaults);
+        for d in &mut self.diagnostics[before..] {
+            d.message = d
+                .message
+                .replace(&format!("skill {name:?}"), &format!("collection {name:?}"));
+            d.message = d.message.replace(
+                &format!("[skills.{name}]"),
+                &format!("[collections.{name}]"),
+            );
+        }
+        let skill = skill?;
+        Some(Collection {
+            name: skill.name,
+            image: skill.image,
+            selector: skill.selector,
+            targets: skill.targets,
+            on_drift: skill.on_drift,
+            on_archived: skill.on_archived,
+        })
     }
 
     fn check_daemon(&mut self, raw: RawDaemon) -> DaemonSettings {
@@ -854,7 +1083,9 @@ impl Checker<'_> {
                 let mut keys = Vec::new();
                 for item in list {
                     match item.as_str() {
-                        Some(p) if !p.trim().is_empty() => keys.push(self.resolve_path(p)),
+                        Some(p) if !p.trim().is_empty() => {
+                            keys.push(self.resolve_path(p, value.span().start))
+                        }
                         _ => {
                             self.error(
                                 value.span(),
@@ -1213,7 +1444,7 @@ impl Checker<'_> {
 /// The signature policy of an image without one of its own: the longest
 /// repository prefix that contains it (whole path components), else its
 /// registry's, else `[defaults]`'s.
-fn verify_for(
+pub(crate) fn verify_for(
     image: &ImageRef,
     repositories: &BTreeMap<String, VerifySetting>,
     registries: &BTreeMap<String, RegistrySettings>,
@@ -1236,7 +1467,7 @@ fn verify_for(
         .or_else(|| default.clone())
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
@@ -1250,7 +1481,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// Checks a skill or target name: `^[a-z0-9]+(-[a-z0-9]+)*$`, at most
 /// [`MAX_NAME_LEN`] characters.
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     const RULE: &str =
         "use lowercase letters and digits in words joined by single hyphens (like \"hello-world\")";
     if name.is_empty() {
@@ -1639,6 +1870,9 @@ channel = "testing"
                 ),
             ]),
             repositories: BTreeMap::new(),
+            default_verify: None,
+            collections: BTreeMap::new(),
+            layers: Default::default(),
         };
         assert_eq!(c, expected);
     }

@@ -31,9 +31,9 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, Selector, Skill};
 use crate::control::protocol::{
-    DaemonStatus, Event, EventKind, EventsResponse, HoldAction, HoldResponse, PlanResponse,
-    PlannedSkill, ReloadResponse, SkillStatus, StatusResponse, SyncResponse, TargetStatus,
-    UnmanagedSkill,
+    ConfigSource, DaemonStatus, Event, EventKind, EventsResponse, HoldAction, HoldResponse,
+    PlanResponse, PlannedSkill, ReloadResponse, SkillStatus, StatusResponse, SyncResponse,
+    TargetStatus, UnmanagedSkill,
 };
 use crate::control::{server, ActionError, Controller};
 use crate::error::Result;
@@ -71,6 +71,131 @@ fn load_events(path: &std::path::Path) -> VecDeque<Event> {
 }
 /// First retry delay after a failed pass; doubles up to the poll interval.
 pub const RETRY_MIN: Duration = Duration::from_secs(15);
+
+/// Loads the config at `path`, first bringing its remote includes and
+/// collections up to date in the team cache (unless `refresh` is false:
+/// then the cached copies are used as they are). A fragment can add
+/// collections, so this goes round until nothing new appears (at most
+/// three times).
+pub async fn load_config(
+    path: &std::path::Path,
+    paths: &Paths,
+    refresh: bool,
+) -> std::result::Result<Config, crate::config::ConfigError> {
+    let mut config = Config::load(path)?;
+    if !refresh {
+        return Ok(config);
+    }
+    for _ in 0..3 {
+        if config.layers.remote.is_empty() && config.collections.is_empty() {
+            break;
+        }
+        let refreshed = refresh_team(&config, paths, None).await;
+        if refreshed.changed > 0 {
+            config = Config::load(path)?;
+        }
+        // Only a new copy can name more documents.
+        if refreshed.updated == 0 {
+            break;
+        }
+    }
+    Ok(config)
+}
+
+/// Checks the remote includes and collections of `config` (through
+/// `sources`, or sources built for it), storing what changed in the team
+/// cache.
+pub async fn refresh_team(
+    config: &Config,
+    paths: &Paths,
+    sources: Option<&crate::source::Sources>,
+) -> crate::team::Refreshed {
+    if config.layers.remote.is_empty() && config.collections.is_empty() {
+        return crate::team::Refreshed::default();
+    }
+    let dirs = paths.clone().with_config(&config.daemon);
+    let cache = crate::team::TeamCache::new(&dirs.cache_dir);
+    let built;
+    let sources = match sources {
+        Some(s) => s,
+        None => match crate::source::Sources::new(config) {
+            Ok(s) => {
+                built = s;
+                &built
+            }
+            Err(e) => {
+                tracing::warn!("remote includes and collections not checked: {e}");
+                return crate::team::Refreshed::default();
+            }
+        },
+    };
+    crate::team::refresh(config, sources, &cache).await
+}
+
+/// Included files, remote includes and collections, for status.
+pub fn config_sources(config: &Config) -> Vec<ConfigSource> {
+    let mut out = Vec::new();
+    for f in config.layers.files.iter().filter(|f| **f != config.path) {
+        out.push(ConfigSource {
+            kind: "file".into(),
+            name: f.display().to_string(),
+            detail: None,
+            error: None,
+        });
+    }
+    let copy = |c: &Option<crate::layers::CachedCopy>| {
+        c.as_ref().map(|c| {
+            format!(
+                "copy of {} fetched {}",
+                c.digest.get(..19).unwrap_or(&c.digest),
+                c.fetched_at
+            )
+        })
+    };
+    // A failed refresh over a cached copy: that copy is in force.
+    let problems = |refresh: &Option<String>,
+                    cached: &Option<crate::layers::CachedCopy>,
+                    other: &Option<String>| {
+        let mut parts = Vec::new();
+        match (refresh, cached) {
+            (Some(e), Some(c)) => parts.push(format!(
+                "refresh failed: {e}; using cached copy from {}",
+                c.fetched_at
+            )),
+            (Some(e), None) => parts.push(format!("refresh failed: {e}")),
+            _ => {}
+        }
+        parts.extend(other.clone());
+        (!parts.is_empty()).then(|| parts.join("\n"))
+    };
+    for r in &config.layers.remote {
+        out.push(ConfigSource {
+            kind: "remote".into(),
+            name: r.reference.clone(),
+            detail: copy(&r.cached),
+            error: problems(&r.refresh_error, &r.cached, &r.error),
+        });
+    }
+    for c in &config.layers.collections {
+        let mut detail = Vec::new();
+        if let Some(v) = &c.version {
+            detail.push(v.clone());
+        }
+        if let Some(copy) = copy(&c.cached) {
+            detail.push(copy);
+        }
+        if c.cached.is_some() {
+            detail.push(format!("skills: {}", c.skills.join(", ")));
+        }
+        out.push(ConfigSource {
+            kind: "collection".into(),
+            name: format!("{} ({})", c.name, c.image),
+            detail: (!detail.is_empty()).then(|| detail.join("; ")),
+            error: problems(&c.refresh_error, &c.cached, &c.error),
+        });
+    }
+    out
+}
 
 /// Builds the engine for a config and repairs what a crash left behind.
 /// State and cache go where `[daemon]` says, unless the environment
@@ -255,6 +380,13 @@ pub struct Daemon {
     events: StdMutex<VecDeque<Event>>,
     /// Where they are kept across restarts.
     events_path: PathBuf,
+    /// Where files live (for the team cache).
+    paths: Paths,
+    /// The files and include patterns of the running config, for the
+    /// watch.
+    files: watch::Sender<Vec<PathBuf>>,
+    /// One refresh of remote includes and collections at a time.
+    team_refresh: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -275,6 +407,7 @@ impl Daemon {
     ) -> Arc<Daemon> {
         let dirs = paths.clone().with_config(&engine.config().daemon);
         let now = rfc3339(SystemTime::now());
+        let files = watched(engine.config(), &config_path);
         let daemon = Arc::new_cyclic(|me| Daemon {
             me: me.clone(),
             config_path,
@@ -293,6 +426,9 @@ impl Daemon {
             notifier,
             events: StdMutex::new(VecDeque::new()),
             events_path: dirs.state_dir.join(EVENTS_FILE),
+            paths: paths.clone(),
+            files: watch::channel(files).0,
+            team_refresh: tokio::sync::Mutex::new(()),
         });
         *lock(&daemon.events) = load_events(&daemon.events_path);
         let engine = daemon.engine();
@@ -611,6 +747,13 @@ impl Daemon {
                 .get(&slot.skill.image.registry)
                 .is_some_and(|r| r.insecure),
             verification: report.and_then(|r| r.verification.clone()),
+            origin: self
+                .engine()
+                .config()
+                .layers
+                .origins
+                .get(&slot.skill.name)
+                .map(|o| o.defined_at.clone()),
         }
     }
 
@@ -743,6 +886,12 @@ impl Daemon {
         self.refresh_unmanaged(&engine, &state);
         *lock(&self.config_error) = None;
         *lock(&self.config_loaded_at) = rfc3339(SystemTime::now());
+        let files = watched(engine.config(), &self.config_path);
+        self.files.send_if_modified(|old| {
+            let changed = *old != files;
+            *old = files;
+            changed
+        });
         tracing::info!(
             added = ?added,
             removed = ?removed,
@@ -783,6 +932,32 @@ impl Daemon {
         }
     }
 
+    /// Checks the remote includes and collections now, and reloads the
+    /// config when one of them changed (a fragment can add a collection,
+    /// so this goes round at most three times). Returns how many changed.
+    pub async fn refresh_team(&self) -> usize {
+        let _one_at_a_time = self.team_refresh.lock().await;
+        let mut total = 0;
+        for _ in 0..3 {
+            let engine = self.engine();
+            let refreshed =
+                refresh_team(engine.config(), &self.paths, Some(engine.sources())).await;
+            if refreshed.changed == 0 {
+                break;
+            }
+            total += refreshed.changed;
+            tracing::info!(
+                "{} remote includes or collections changed; reloading",
+                refreshed.changed
+            );
+            self.reload().await;
+            if refreshed.updated == 0 {
+                break;
+            }
+        }
+        total
+    }
+
     fn slot_shared(&self, name: &str) -> Option<Arc<SlotShared>> {
         lock(&self.slots).get(name).map(|s| s.shared.clone())
     }
@@ -809,6 +984,7 @@ impl Controller for Daemon {
             },
             skills,
             unmanaged: lock(&self.unmanaged).clone(),
+            config_sources: config_sources(engine.config()),
         }
     }
 
@@ -817,6 +993,10 @@ impl Controller for Daemon {
     }
 
     async fn sync(&self, name: Option<String>, wait: bool) -> Result<SyncResponse, String> {
+        if name.is_none() {
+            // Every skill: collections and remote includes first.
+            self.refresh_team().await;
+        }
         let names: Vec<String> = match &name {
             Some(n) => {
                 if !lock(&self.slots).contains_key(n) {
@@ -977,13 +1157,18 @@ pub async fn run(
     }));
 
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel();
-    let _watcher = match crate::watch::watch(&options.config_path, reload_tx) {
+    let mut files_rx = daemon.files.subscribe();
+    let start_watch = |files: &[PathBuf]| match crate::watch::watch_all(files, reload_tx.clone()) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!("{e}; edits are picked up on SIGHUP or `skillsyncctl reload` only");
             None
         }
     };
+    let mut _watcher = start_watch(&files_rx.borrow_and_update());
+    // Remote includes and collections are checked once per poll interval
+    // (they were checked just before start).
+    let mut next_team = tokio::time::Instant::now() + daemon.engine().config().daemon.poll_interval;
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| {
         crate::Error::io("installing the SIGHUP handler for", &options.config_path, e)
     })?;
@@ -1009,6 +1194,19 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = tick => {
                 notifier.watchdog();
+                continue;
+            }
+            Ok(()) = files_rx.changed() => {
+                let files = files_rx.borrow_and_update().clone();
+                _watcher = start_watch(&files);
+                continue;
+            }
+            _ = tokio::time::sleep_until(next_team) => {
+                next_team = tokio::time::Instant::now() + daemon.engine().config().daemon.poll_interval;
+                // Off this loop: a slow registry must not hold up the
+                // watchdog or a shutdown.
+                let daemon = daemon.clone();
+                tokio::spawn(async move { daemon.refresh_team().await });
                 continue;
             }
             Some(()) = reload_rx.recv() => "the config file changed",
@@ -1037,6 +1235,16 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What to watch for `config`: every file read and include pattern, and
+/// the main file.
+fn watched(config: &Config, main: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = config.layers.watch.clone();
+    if !files.iter().any(|f| f == main) {
+        files.push(main.to_path_buf());
+    }
+    files
 }
 
 fn first_line(s: &str) -> &str {

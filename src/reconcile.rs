@@ -427,6 +427,11 @@ impl Engine {
         &self.config
     }
 
+    /// The sources built for the configuration.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
     /// Repairs what a crash left: interrupted swaps and staging dirs in every
     /// target, partial downloads in the cache. Returns lines for the log.
     pub fn recover(&self) -> Result<Vec<String>> {

@@ -24,6 +24,7 @@ use skillsyncd::control::protocol::{
     Event, EventKind, HoldAction, SkillState, SkillStatus, StatusResponse, TargetState,
     TargetStatus,
 };
+use skillsyncd::daemon;
 use skillsyncd::paths::Paths;
 
 /// Exit code: something failed (unknown skill, a sync ended in error).
@@ -57,12 +58,15 @@ struct Args {
     socket: Option<PathBuf>,
 
     /// The config file [default: $XDG_CONFIG_HOME/skillsync/skills.toml].
+    /// `status --config` (without PATH) shows the merged config instead.
     #[arg(
         long,
         short,
         global = true,
         env = "SKILLSYNC_CONFIG",
-        value_name = "PATH"
+        value_name = "PATH",
+        num_args = 0..=1,
+        default_missing_value = "-"
     )]
     config: Option<PathBuf>,
 
@@ -80,6 +84,7 @@ Examples:
   skillsyncctl status --json | jq '.skills[] | select(.state != \"in_sync\")'
   skillsyncctl status --events               # also what happened lately
   skillsyncctl status hello-world --events   # ... to that skill
+  skillsyncctl status --config               # the merged config, offline
 
 Exits 1 when NAME is not configured, 3 when skillsyncd is not running.")]
     Status {
@@ -177,6 +182,19 @@ Exits 0 when the config is valid, 2 when not, printing each problem as
 file:line:column: message.")]
     Check,
 
+    /// The merged config: every layer, include and collection, and where
+    /// each setting of a skill was written.
+    #[command(after_help = "\
+Examples:
+  skillsyncctl config show
+  skillsyncctl config explain hello-world
+
+Offline: remote includes and collections are read from the cache.")]
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+
     /// Print a completion script for SHELL.
     #[command(after_help = "\
 Examples:
@@ -189,14 +207,37 @@ Examples:
     },
 }
 
+/// `skillsyncctl config ...`.
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// The merged result: files, remote includes, collections, skills.
+    Show,
+    /// Which file (and line) set each setting of a skill.
+    Explain {
+        /// The skill.
+        name: String,
+    },
+}
+
 fn main() -> ExitCode {
     run(Args::parse())
 }
 
 /// Runs a parsed command line; errors are printed here, as one line.
-fn run(args: Args) -> ExitCode {
+fn run(mut args: Args) -> ExitCode {
+    // `--config` without a path: the default file (and, for `status`, the
+    // merged config).
+    let bare_config = args.config.as_deref() == Some(Path::new("-"));
+    if bare_config {
+        args.config = None;
+    }
     let result = match args.command {
         Command::Check => Ok(check(args.config.as_deref())),
+        Command::Status { .. } if bare_config => Ok(show_config(None, None)),
+        Command::Config { ref action } => Ok(match action {
+            ConfigAction::Show => show_config(args.config.as_deref(), None),
+            ConfigAction::Explain { name } => show_config(args.config.as_deref(), Some(name)),
+        }),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Args::command(), "skillsyncctl", &mut out);
@@ -248,7 +289,9 @@ async fn talk(args: &Args, command: &Command) -> anyhow::Result<ExitCode> {
         Command::Hold { name } => hold(&client, name, HoldAction::Hold).await,
         Command::Rollback { name } => hold(&client, name, HoldAction::Rollback).await,
         Command::Resume { name } => hold(&client, name, HoldAction::Resume).await,
-        Command::Check | Command::Completions { .. } => Ok(ExitCode::SUCCESS),
+        Command::Check | Command::Config { .. } | Command::Completions { .. } => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -275,17 +318,22 @@ fn configured_socket(config: &Config) -> Option<PathBuf> {
     config.daemon.socket.clone()
 }
 
-/// `skillsyncctl check`.
+/// The config file named, else the default.
+fn config_file(config: Option<&Path>) -> Result<PathBuf, ExitCode> {
+    match config {
+        Some(p) => Ok(p.to_path_buf()),
+        None => Paths::from_env().map(|p| p.config_file).map_err(|e| {
+            eprintln!("skillsyncctl: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }),
+    }
+}
+
+/// `skillsyncctl check`: the merged config, validated offline.
 fn check(config: Option<&Path>) -> ExitCode {
-    let path = match config {
-        Some(p) => p.to_path_buf(),
-        None => match Paths::from_env() {
-            Ok(p) => p.config_file,
-            Err(e) => {
-                eprintln!("skillsyncctl: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        },
+    let path = match config_file(config) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     match Config::load(&path) {
         Ok(c) => {
@@ -295,6 +343,7 @@ fn check(config: Option<&Path>) -> ExitCode {
                 c.skills.len(),
                 c.targets.len()
             ));
+            print_out(&render_merged(&c));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -302,6 +351,139 @@ fn check(config: Option<&Path>) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// `skillsyncctl config show`, `config explain NAME`, `status --config`.
+fn show_config(config: Option<&Path>, explain: Option<&str>) -> ExitCode {
+    let path = match config_file(config) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let c = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match explain {
+        None => {
+            print_out(&format!("config: {}\n", path.display()));
+            print_out(&render_merged(&c));
+            ExitCode::SUCCESS
+        }
+        Some(name) => match render_explain(&c, name) {
+            Some(text) => {
+                print_out(&text);
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("skillsyncctl: no skill named {name:?} is configured");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
+    }
+}
+
+/// The layers, remote includes, collections and the merged skills.
+fn render_merged(c: &Config) -> String {
+    let mut out = String::new();
+    for source in daemon::config_sources(c) {
+        let _ = write!(out, "{} {}", source.kind, source.name);
+        if let Some(d) = &source.detail {
+            let _ = write!(out, ": {d}");
+        }
+        out.push('\n');
+        if let Some(e) = &source.error {
+            for line in e.lines() {
+                let _ = writeln!(out, "  ! {line}");
+            }
+        }
+    }
+    if !c.layers.disabled.is_empty() {
+        let names: Vec<&str> = c.layers.disabled.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "switched off: {}", names.join(", "));
+    }
+    let waiting: Vec<&str> = c
+        .layers
+        .pending
+        .keys()
+        .filter(|n| !c.skills.contains_key(*n))
+        .map(String::as_str)
+        .collect();
+    if !waiting.is_empty() {
+        let _ = writeln!(
+            out,
+            "overrides without a skill to override (yet): {}",
+            waiting.join(", ")
+        );
+    }
+    let rows: Vec<Vec<Cell>> = c
+        .skills
+        .values()
+        .map(|s| {
+            vec![
+                (s.name.clone(), Color::None),
+                (s.image.to_string(), Color::None),
+                (daemon::follows(s), Color::None),
+                (s.targets.join(","), Color::None),
+                (
+                    c.layers
+                        .origins
+                        .get(&s.name)
+                        .map(|o| o.defined_at.clone())
+                        .unwrap_or_default(),
+                    Color::None,
+                ),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push('\n');
+        for line in table(
+            &["SKILL", "IMAGE", "FOLLOWS", "TARGETS", "DEFINED AT"],
+            &rows,
+            &Style {
+                color: false,
+                width: usize::MAX / 2,
+            },
+        ) {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Each setting of a skill and where it was written.
+fn render_explain(c: &Config, name: &str) -> Option<String> {
+    let skill = c.skills.get(name)?;
+    let origin = c.layers.origins.get(name);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{name}: defined at {}",
+        origin.map_or("?", |o| o.defined_at.as_str())
+    );
+    let settings = origin.map(|o| o.settings.as_slice()).unwrap_or_default();
+    let width = settings
+        .iter()
+        .map(|s| s.key.len() + s.value.len())
+        .max()
+        .unwrap_or(0)
+        + 3;
+    for s in settings {
+        let kv = format!("{} = {}", s.key, s.value);
+        let _ = writeln!(out, "  {kv:<width$}  {}", s.at);
+    }
+    let _ = writeln!(
+        out,
+        "  in effect: {} {}, targets {}",
+        skill.image,
+        daemon::follows(skill),
+        skill.targets.join(", ")
+    );
+    Some(out)
 }
 
 /// `skillsyncctl status [NAME] [--json]`.
@@ -615,6 +797,24 @@ fn render_status(resp: &StatusResponse, now: SystemTime, style: &Style) -> Strin
             let _ = writeln!(out, "  {}", style.paint(line, Color::Red));
         }
     }
+    // Included files are listed by `status --config`; remote includes and
+    // collections here, with what went wrong.
+    for source in resp.config_sources.iter().filter(|s| s.kind != "file") {
+        let _ = writeln!(
+            out,
+            "{} {}{}",
+            source.kind,
+            source.name,
+            source
+                .detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
+        for line in source.error.iter().flat_map(|e| e.lines()) {
+            let _ = writeln!(out, "  {}", style.paint(line, Color::Yellow));
+        }
+    }
     out.push('\n');
 
     if resp.skills.is_empty() {
@@ -772,6 +972,7 @@ fn render_skill(s: &SkillStatus, now: SystemTime, style: &Style) -> String {
     };
     let fields = [
         ("image", s.image.clone()),
+        ("defined", dash(s.origin.as_deref())),
         ("follows", s.follows.clone()),
         ("version", dash(s.version.as_deref())),
         ("digest", dash(s.digest.as_deref())),
@@ -1069,6 +1270,7 @@ mod tests {
             served_by: None,
             insecure: false,
             verification: None,
+            origin: None,
         }
     }
 
@@ -1107,6 +1309,7 @@ mod tests {
                 name: "old".into(),
                 paths: vec!["/home/u/.claude/skills/old".into()],
             }],
+            config_sources: Vec::new(),
         }
     }
 

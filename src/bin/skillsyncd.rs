@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use skillsyncd::config::Config;
 use skillsyncd::control::client;
 use skillsyncd::daemon::{self, RunOptions};
 use skillsyncd::lock::InstanceLock;
@@ -64,23 +63,30 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     let paths = Paths::from_env().context("finding the config, state and cache directories")?;
     let config_path = args.config.unwrap_or_else(|| paths.config_file.clone());
-    let config = match Config::load(&config_path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Remote includes and collections are brought up to date first (a dry
+    // run uses the cached copies, writing nothing).
+    let config = match runtime.block_on(daemon::load_config(&config_path, &paths, !args.dry_run)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return Ok(ExitCode::from(2));
         }
     };
+    for source in daemon::config_sources(&config) {
+        if let Some(e) = &source.error {
+            tracing::warn!("{} {}: {e}", source.kind, source.name);
+        }
+    }
     let dirs = paths.clone().with_config(&config.daemon);
     let socket = client::socket_path(
         args.socket.as_deref(),
         config.daemon.socket.as_deref(),
         &dirs,
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     if args.dry_run {
         // Reads only: no lock, no crash repair, nothing written.
         return runtime.block_on(async move {

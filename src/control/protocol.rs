@@ -32,6 +32,25 @@ pub struct StatusResponse {
     /// Skills installed by skillsyncd that the config no longer names.
     #[serde(default)]
     pub unmanaged: Vec<UnmanagedSkill>,
+    /// Where the running config came from besides the main file:
+    /// included files, remote includes and collections.
+    #[serde(default)]
+    pub config_sources: Vec<ConfigSource>,
+}
+
+/// One included file, remote include or collection of the running config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSource {
+    /// `file`, `remote` or `collection`.
+    pub kind: String,
+    /// The path, the `oci://` reference, or `NAME (HOST/REPO:TAG)`.
+    pub name: String,
+    /// What it gave: `using copy of sha256:… fetched 2026-…`, the skills
+    /// a collection lists.
+    pub detail: Option<String>,
+    /// Why it is not (fully) in force: not fetched yet, the registry is
+    /// down (the cached copy is used), the fragment was rejected.
+    pub error: Option<String>,
 }
 
 /// The daemon's own state.
@@ -137,6 +156,10 @@ pub struct SkillStatus {
     /// `unverified` when no key policy applies to it.
     #[serde(default)]
     pub verification: Option<String>,
+    /// Where the skill is defined: `file:line:column`, or `collection
+    /// NAME (HOST/REPO@sha256:…)`.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 /// One target of a skill.

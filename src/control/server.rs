@@ -850,6 +850,7 @@ pub(crate) mod tests {
             served_by: None,
             insecure: false,
             verification: None,
+            origin: None,
         }
     }
 
@@ -871,6 +872,7 @@ pub(crate) mod tests {
                 name: "old".into(),
                 paths: vec!["/home/u/.claude/skills/old".into()],
             }],
+            config_sources: Vec::new(),
         }
     }
 

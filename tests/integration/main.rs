@@ -17,5 +17,6 @@ mod polite;
 mod service_files;
 mod support_selftest;
 mod sync;
+mod team;
 mod tls;
 mod verify;

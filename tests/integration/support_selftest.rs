@@ -761,6 +761,7 @@ fn test_env_sandboxes_the_binaries() {
             "RUST_LOG",
             "SKILLSYNC_REGISTRIES_CONF",
             "SKILLSYNC_CONTAINERS_POLICY",
+            "SKILLSYNC_SYSTEM_CONFIG",
             "XDG_CACHE_HOME",
             "XDG_CONFIG_HOME",
             "XDG_RUNTIME_DIR",
@@ -768,6 +769,10 @@ fn test_env_sandboxes_the_binaries() {
         ])
     );
     assert!(printed.contains(&format!("HOME={}\n", env.home().display())));
+    assert!(printed.contains(&format!(
+        "SKILLSYNC_SYSTEM_CONFIG={}\n",
+        env.root().join("etc/skillsync/skills.toml").display()
+    )));
 
     let skill = env.skill_dir("claude", "sample");
     for (path, bytes) in &sample().build().files {

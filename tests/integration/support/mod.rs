@@ -112,6 +112,12 @@ impl TestEnv {
         self.config_home.join("skillsync/skills.toml")
     }
 
+    /// The system-wide config the binaries read first (absent unless a
+    /// test writes it): `<root>/etc/skillsync/skills.toml`.
+    pub fn system_config_path(&self) -> PathBuf {
+        self.root.path().join("etc/skillsync/skills.toml")
+    }
+
     /// Writes `toml` to the default config file; returns its path.
     pub fn write_config(&self, toml: &str) -> PathBuf {
         let path = self.config_path();
@@ -149,6 +155,8 @@ impl TestEnv {
                 "SKILLSYNC_CONTAINERS_POLICY",
                 self.config_home.join("containers/policy.json").into(),
             ),
+            // Never the machine's /etc/skillsync/skills.toml.
+            ("SKILLSYNC_SYSTEM_CONFIG", self.system_config_path().into()),
             (
                 "PATH",
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),

@@ -1,0 +1,1466 @@
+//! Layered configuration: a system file, the user's file, the files they
+//! include (local, globbed, or published as OCI artifacts), merged key by
+//! key before validation.
+//!
+//! # Layers
+//!
+//! The system file ([`SYSTEM_CONFIG`], or `$SKILLSYNC_SYSTEM_CONFIG`; an
+//! empty value reads none) is the bottom layer, the user's file the top.
+//! Each file's `include = [...]` names files beneath it: relative to the
+//! including file, `~` expanded, a `*` or `?` in the file name matching
+//! sorted, `oci://HOST/REPO:TAG` a remote fragment. A file's includes are
+//! one layer (siblings: a skill defined in two of them is an error naming
+//! both places); the including file overrides them key by key, as the user's
+//! file overrides the system's.
+//!
+//! Overriding is per key: `[skills.x] targets = [...]` in a later layer
+//! replaces that key and keeps the others. The keys that choose a version
+//! move together: a layer that sets `tag` or `digest` drops the lower
+//! layers' `channel`, `version`, `tag` and `digest`; one that sets `channel`
+//! or `version` drops their `tag` and `digest`. `enabled = false` switches
+//! a skill (or a collection) off.
+//!
+//! # Positions
+//!
+//! Every file is parsed with positions ([`toml::de::DeTable`]); each file
+//! gets its own range of offsets in one [`SourceMap`], so the merged
+//! document is validated once and every problem still names its file, line
+//! and column.
+//!
+//! # Remote fragments
+//!
+//! A remote fragment may only add or override `[skills.*]` and
+//! `[collections.*]`, without `adopt`; it is read from the last good copy
+//! in the cache (see [`crate::team`]). A fragment that breaks the rules,
+//! or a skill in it that does not validate, is left out and reported in
+//! status; the rest of the config keeps working.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::config::{Config, ConfigError, Diagnostic, Selector};
+use crate::paths::expand_tilde;
+use crate::reference::ImageRef;
+
+/// The system-wide config, read before the user's.
+pub const SYSTEM_CONFIG: &str = "/etc/skillsync/skills.toml";
+/// Environment variable naming another system config (empty: none).
+pub const ENV_SYSTEM_CONFIG: &str = "SKILLSYNC_SYSTEM_CONFIG";
+/// The scheme of a remote include.
+pub const REMOTE_SCHEME: &str = "oci://";
+/// How deep includes may nest.
+pub const MAX_INCLUDE_DEPTH: usize = 8;
+/// Most files one config may read.
+pub const MAX_FILES: usize = 256;
+
+/// Keys of `[skills.X]` that choose a version.
+const SELECTOR_KEYS: &[&str] = &["channel", "version", "tag", "digest"];
+/// Top-level tables a remote fragment may set.
+const REMOTE_SECTIONS: &[&str] = &["skills", "collections"];
+
+/// One file read: its name in diagnostics, its text, its offsets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceFile {
+    /// The path, or the `oci://` reference of a remote fragment.
+    pub name: PathBuf,
+    /// The text.
+    pub text: String,
+    /// The first offset of this file in the [`SourceMap`].
+    pub base: usize,
+    /// The directory relative paths in it are resolved against (none for
+    /// a remote fragment).
+    pub dir: Option<PathBuf>,
+    /// Whether it is a remote fragment.
+    pub remote: bool,
+}
+
+/// Every file read for one config, each with its own range of offsets.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourceMap {
+    files: Vec<SourceFile>,
+    end: usize,
+    /// Some skills may come from elsewhere: a remote include (fetched or
+    /// not) or a collection.
+    pub(crate) open: bool,
+}
+
+impl SourceMap {
+    /// One file at offset 0.
+    pub fn single(path: &Path, text: &str) -> SourceMap {
+        let mut map = SourceMap::default();
+        map.add(
+            path.to_path_buf(),
+            text.to_string(),
+            path.parent().map(Path::to_path_buf),
+            false,
+        );
+        map
+    }
+
+    /// Adds a file; returns its index.
+    pub fn add(
+        &mut self,
+        name: PathBuf,
+        text: String,
+        dir: Option<PathBuf>,
+        remote: bool,
+    ) -> usize {
+        let base = self.end;
+        // One spare offset, so that an empty file has a position too.
+        self.end = base + text.len() + 1;
+        self.files.push(SourceFile {
+            name,
+            text,
+            base,
+            dir,
+            remote,
+        });
+        self.files.len() - 1
+    }
+
+    /// Every offset is below this.
+    pub fn len(&self) -> usize {
+        self.end
+    }
+
+    /// No file yet.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The files, in the order read.
+    pub fn files(&self) -> &[SourceFile] {
+        &self.files
+    }
+
+    /// The file holding `offset`.
+    pub fn file_at(&self, offset: usize) -> Option<&SourceFile> {
+        let i = self.files.partition_point(|f| f.base <= offset);
+        self.files.get(i.checked_sub(1)?)
+    }
+
+    /// The file, 1-based line and column of `offset`.
+    pub fn locate(&self, offset: usize) -> Option<(&SourceFile, usize, usize)> {
+        let file = self.file_at(offset)?;
+        let (line, column) = crate::config::line_column(&file.text, offset - file.base);
+        Some((file, line, column))
+    }
+
+    /// `file:line:column` of `offset`.
+    pub fn describe(&self, offset: usize) -> String {
+        match self.locate(offset) {
+            Some((f, line, column)) => format!("{}:{line}:{column}", f.name.display()),
+            None => "?".to_string(),
+        }
+    }
+
+    /// The text at `span`, on one line, shortened.
+    fn snippet(&self, span: Range<usize>) -> String {
+        let Some(f) = self.file_at(span.start) else {
+            return String::new();
+        };
+        let start = span.start - f.base;
+        let end = (span.end.saturating_sub(f.base)).min(f.text.len());
+        let text = f.text.get(start..end).unwrap_or("");
+        let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if one_line.chars().count() > 60 {
+            let short: String = one_line.chars().take(59).collect();
+            format!("{short}…")
+        } else {
+            one_line
+        }
+    }
+}
+
+/// Where the config came from, for status, `check` and `config explain`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Layers {
+    /// Every local file read, system file first.
+    pub files: Vec<PathBuf>,
+    /// What to watch for a reload: each file read, and each include
+    /// pattern (a `*` or `?` in its file name).
+    pub watch: Vec<PathBuf>,
+    /// Remote includes, in the order named.
+    pub remote: Vec<RemoteInclude>,
+    /// Collections and what their documents gave.
+    pub collections: Vec<CollectionInfo>,
+    /// Per skill: where it came from and where each setting was written.
+    pub origins: BTreeMap<String, SkillOrigin>,
+    /// Skills switched off with `enabled = false`.
+    pub disabled: BTreeSet<String>,
+    /// `[skills.X]` without an image, overriding a skill that a remote
+    /// include or a collection has not defined (yet): X's targets, if set.
+    pub pending: BTreeMap<String, Option<Vec<String>>>,
+}
+
+/// A remote include and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteInclude {
+    /// `oci://HOST/REPO:TAG` (or `@sha256:...`), as written.
+    pub reference: String,
+    /// The repository.
+    pub image: ImageRef,
+    /// The tag or digest followed.
+    pub selector: Selector,
+    /// `file:line:column` of the include.
+    pub included_from: String,
+    /// The copy used, when there is one.
+    pub cached: Option<CachedCopy>,
+    /// Why the last refresh failed (the cached copy, if any, is used).
+    pub refresh_error: Option<String>,
+    /// Why it is not (fully) in force: not fetched yet, or the fragment
+    /// (or a skill in it) was rejected.
+    pub error: Option<String>,
+}
+
+/// A copy of a remote document from the cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedCopy {
+    /// The manifest digest it came from.
+    pub digest: String,
+    /// When it was fetched (RFC 3339).
+    pub fetched_at: String,
+}
+
+/// A collection and what its document gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionInfo {
+    /// The `[collections.NAME]` key.
+    pub name: String,
+    /// `HOST/REPO` and what is followed.
+    pub image: String,
+    /// The copy used, when there is one.
+    pub cached: Option<CachedCopy>,
+    /// The collection's `metadata.name` and `metadata.version`.
+    pub version: Option<String>,
+    /// The skills it manages (a user's own `[skills.X]` of the same name
+    /// wins, and is not listed).
+    pub skills: Vec<String>,
+    /// Why the last refresh failed (the cached copy, if any, is used).
+    pub refresh_error: Option<String>,
+    /// Why it is not (fully) in force: not fetched yet, a broken
+    /// document, entries left out.
+    pub error: Option<String>,
+}
+
+/// Where a skill came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkillOrigin {
+    /// `file:line:column` of its definition, or `collection NAME (...)`.
+    pub defined_at: String,
+    /// Each setting written for it, with where it was written.
+    pub settings: Vec<Setting>,
+}
+
+/// One setting of a skill and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// The key (`channel`).
+    pub key: String,
+    /// The value as written.
+    pub value: String,
+    /// `file:line:column`.
+    pub at: String,
+}
+
+/// How to load a config.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The system file read first, if it exists.
+    pub system: Option<PathBuf>,
+    /// The cache of remote fragments and collection documents; `None`
+    /// leaves remote includes and collections unread.
+    pub team_cache: Option<PathBuf>,
+}
+
+impl LoadOptions {
+    /// The system file from `$SKILLSYNC_SYSTEM_CONFIG` (empty: none),
+    /// else [`SYSTEM_CONFIG`].
+    pub fn from_env() -> LoadOptions {
+        let system = match std::env::var_os(ENV_SYSTEM_CONFIG) {
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(PathBuf::from(v)),
+            None => Some(PathBuf::from(SYSTEM_CONFIG)),
+        };
+        LoadOptions {
+            system,
+            team_cache: None,
+        }
+    }
+}
+
+/// A file and the files it includes.
+struct Node {
+    /// Index in the source map.
+    file: usize,
+    /// Its includes, in order (siblings).
+    includes: Vec<Node>,
+    /// For a remote fragment: its index in [`Layers::remote`].
+    remote: Option<usize>,
+}
+
+/// Discovery: reads every file, follows includes.
+struct Loader<'a> {
+    home: &'a Path,
+    options: &'a LoadOptions,
+    sources: SourceMap,
+    diagnostics: Vec<Diagnostic>,
+    layers: Layers,
+}
+
+impl Loader<'_> {
+    fn error_at(&mut self, offset: usize, message: impl Into<String>) {
+        let (path, line, column) = match self.sources.locate(offset) {
+            Some((f, l, c)) => (f.name.clone(), l, c),
+            None => (PathBuf::new(), 1, 1),
+        };
+        self.diagnostics.push(Diagnostic {
+            path,
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    /// Reads a local file and, recursively, its includes.
+    fn file(&mut self, path: &Path, stack: &mut Vec<PathBuf>) -> Result<Node, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.layers.files.push(path.to_path_buf());
+        self.layers.watch.push(path.to_path_buf());
+        let index = self.sources.add(
+            path.to_path_buf(),
+            text,
+            path.parent().map(Path::to_path_buf),
+            false,
+        );
+        let base = self.sources.files[index].base;
+        let includes = match DeTable::parse(&self.sources.files[index].text) {
+            Ok(table) => include_list(table.get_ref(), base),
+            // Reported when the file is merged.
+            Err(_) => Ok(Vec::new()),
+        };
+        let includes = match includes {
+            Ok(list) => list,
+            Err(at) => {
+                self.error_at(at, "`include` must be an array of strings: include = [\"team.toml\", \"oci://HOST/REPO:TAG\"]");
+                Vec::new()
+            }
+        };
+        stack.push(path.to_path_buf());
+        let mut children = Vec::new();
+        for (item, span) in includes {
+            if let Some(reference) = item.strip_prefix(REMOTE_SCHEME) {
+                children.extend(self.remote(reference, &item, span.start));
+                continue;
+            }
+            for file in self.expand(&item, index, span.start) {
+                if stack.contains(&file) {
+                    self.error_at(
+                        span.start,
+                        format!(
+                            "include {item:?} includes {} again (a cycle)",
+                            file.display()
+                        ),
+                    );
+                } else if stack.len() >= MAX_INCLUDE_DEPTH {
+                    self.error_at(
+                        span.start,
+                        format!(
+                            "include {item:?}: includes nest deeper than {MAX_INCLUDE_DEPTH} files"
+                        ),
+                    );
+                } else if self.sources.files.len() >= MAX_FILES {
+                    self.error_at(
+                        span.start,
+                        format!("include {item:?}: more than {MAX_FILES} files"),
+                    );
+                } else {
+                    match self.file(&file, stack) {
+                        Ok(node) => children.push(node),
+                        Err(ConfigError::Read { path, source }) => self.error_at(
+                            span.start,
+                            format!("include {item:?}: cannot read {}: {source}", path.display()),
+                        ),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        stack.pop();
+        Ok(Node {
+            file: index,
+            includes: children,
+            remote: None,
+        })
+    }
+
+    /// The files an include names: one file, or the sorted matches of a
+    /// pattern in its file name.
+    fn expand(&mut self, item: &str, file: usize, at: usize) -> Vec<PathBuf> {
+        let mut path = expand_tilde(Path::new(item), self.home);
+        if path.is_relative() {
+            if let Some(dir) = &self.sources.files[file].dir {
+                path = dir.join(path);
+            }
+        }
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            self.error_at(at, format!("include {item:?} names no file"));
+            return Vec::new();
+        };
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if dir.to_string_lossy().contains(['*', '?']) {
+            self.error_at(
+                at,
+                format!(
+                    "include {item:?}: only the file name may hold `*` or `?`, not a directory"
+                ),
+            );
+            return Vec::new();
+        }
+        if !name.contains(['*', '?']) {
+            return vec![path];
+        }
+        self.layers.watch.push(path.clone());
+        let mut found: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    !n.starts_with('.') && wildcard_match(&name, &n)
+                })
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect(),
+            // A pattern in a missing directory matches nothing.
+            Err(_) => Vec::new(),
+        };
+        found.sort();
+        found
+    }
+
+    /// A remote include: its last good copy from the cache.
+    fn remote(&mut self, reference: &str, item: &str, at: usize) -> Option<Node> {
+        self.sources.open = true;
+        let (image, selector) = match parse_remote(reference) {
+            Ok(x) => x,
+            Err(why) => {
+                self.error_at(at, format!("include {item:?}: {why}"));
+                return None;
+            }
+        };
+        let index = self.layers.remote.len();
+        let mut remote = RemoteInclude {
+            reference: item.to_string(),
+            image,
+            selector,
+            included_from: self.sources.describe(at),
+            cached: None,
+            refresh_error: None,
+            error: None,
+        };
+        let record = self
+            .options
+            .team_cache
+            .as_deref()
+            .map(|dir| crate::team::TeamCache::new(dir).read(item));
+        let text = match record {
+            None => None,
+            Some(Ok(r)) => {
+                remote.refresh_error = r.last_error.clone();
+                match (r.content, r.digest, r.fetched_at) {
+                    (Some(content), Some(digest), Some(fetched_at)) => {
+                        remote.cached = Some(CachedCopy { digest, fetched_at });
+                        Some(content)
+                    }
+                    _ => None,
+                }
+            }
+            Some(Err(e)) => {
+                remote.error = Some(e.to_string());
+                None
+            }
+        };
+        let text = match text {
+            Some(t) => t,
+            None => {
+                if remote.error.is_none() && remote.refresh_error.is_none() {
+                    remote.error = Some("not fetched yet".into());
+                }
+                self.layers.remote.push(remote);
+                return None;
+            }
+        };
+        self.layers.remote.push(remote);
+        let file = self.sources.add(PathBuf::from(item), text, None, true);
+        Some(Node {
+            file,
+            includes: Vec::new(),
+            remote: Some(index),
+        })
+    }
+}
+
+/// The `include` entries of a file (strings with their spans, offsets
+/// shifted by `base`), or the offset of a malformed one.
+fn include_list(table: &DeTable<'_>, base: usize) -> Result<Vec<(String, Range<usize>)>, usize> {
+    let Some(value) = table.get("include") else {
+        return Ok(Vec::new());
+    };
+    let shift = |s: Range<usize>| s.start + base..s.end + base;
+    let DeValue::Array(items) = value.get_ref() else {
+        return Err(value.span().start + base);
+    };
+    items
+        .iter()
+        .map(|i| match i.get_ref() {
+            DeValue::String(s) => Ok((s.to_string(), shift(i.span()))),
+            _ => Err(i.span().start + base),
+        })
+        .collect()
+}
+
+/// `HOST/REPO:TAG` or `HOST/REPO@sha256:...`.
+pub fn parse_remote(reference: &str) -> Result<(ImageRef, Selector), String> {
+    let hint = "write oci://HOST/REPOSITORY:TAG or oci://HOST/REPOSITORY@sha256:...";
+    let (repo, selector) = if let Some((repo, digest)) = reference.split_once('@') {
+        let digest = digest
+            .parse()
+            .map_err(|e| format!("invalid digest ({e}); {hint}"))?;
+        (repo, Selector::Digest(digest))
+    } else {
+        let slash = reference.rfind('/').unwrap_or(0);
+        match reference[slash..].rfind(':') {
+            Some(colon) => {
+                let (repo, tag) = reference.split_at(slash + colon);
+                (repo, Selector::Tag(tag[1..].to_string()))
+            }
+            None => return Err(format!("no tag or digest; {hint}")),
+        }
+    };
+    let image: ImageRef = repo.parse().map_err(|e| format!("{e}; {hint}"))?;
+    if image.repository.is_empty()
+        || !(image.registry.contains(['.', ':']) || image.registry == "localhost")
+    {
+        return Err(format!("{repo:?} is not HOST/REPOSITORY; {hint}"));
+    }
+    if let Selector::Tag(t) = &selector {
+        if t.is_empty()
+            || t.len() > 128
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(format!("invalid tag {t:?}; {hint}"));
+        }
+    }
+    Ok((image, selector))
+}
+
+/// `*` (any run) and `?` (one character) against a file name.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Loads `path` with the layers around it (see the module docs).
+pub fn load(path: &Path, home: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut loader = Loader {
+        home,
+        options,
+        sources: SourceMap::default(),
+        diagnostics: Vec::new(),
+        layers: Layers::default(),
+    };
+    let mut roots = Vec::new();
+    if let Some(system) = options.system.as_deref() {
+        let system = std::path::absolute(system).unwrap_or_else(|_| system.to_path_buf());
+        if system != path && system.is_file() {
+            roots.push(loader.file(&system, &mut Vec::new())?);
+        } else {
+            // Created later, it is picked up by a reload.
+            loader.layers.watch.push(system);
+        }
+    }
+    roots.push(loader.file(&path, &mut Vec::new())?);
+    let Loader {
+        sources,
+        mut diagnostics,
+        mut layers,
+        ..
+    } = loader;
+
+    let mut merger = Merger {
+        sources: &sources,
+        diagnostics: &mut diagnostics,
+        remote: &mut layers.remote,
+    };
+    let mut merged = DeTable::new();
+    for root in &roots {
+        let layer = merger.node(root);
+        merged = merger.overlay(merged, layer);
+    }
+    let explain = explain(&merged, &sources);
+    let (config, check_diagnostics) = Config::check_merged(merged, &sources, &path, home);
+
+    // Problems in a remote fragment leave that part out; the rest works.
+    for d in check_diagnostics {
+        let remote = sources.files().iter().any(|f| f.remote && f.name == d.path);
+        match layers
+            .remote
+            .iter_mut()
+            .find(|r| remote && Path::new(&r.reference) == d.path)
+        {
+            Some(r) => {
+                let e = r.error.get_or_insert_with(String::new);
+                if !e.is_empty() {
+                    e.push('\n');
+                }
+                e.push_str(&d.to_string());
+            }
+            None => diagnostics.push(d),
+        }
+    }
+    let mut config = match config {
+        Some(c) if diagnostics.is_empty() => c,
+        _ => {
+            diagnostics
+                .sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+            diagnostics.dedup();
+            return Err(ConfigError::Invalid(diagnostics));
+        }
+    };
+    layers.disabled = std::mem::take(&mut config.layers.disabled);
+    layers.pending = std::mem::take(&mut config.layers.pending);
+    layers.origins = explain
+        .into_iter()
+        .filter(|(name, _)| config.skills.contains_key(name))
+        .collect();
+    config.layers = layers;
+    crate::collection::expand(&mut config, options.team_cache.as_deref());
+    Ok(config)
+}
+
+/// Per skill: its definition and every setting's position, from the
+/// merged document.
+fn explain(merged: &DeTable<'_>, sources: &SourceMap) -> BTreeMap<String, SkillOrigin> {
+    let mut out = BTreeMap::new();
+    let Some(DeValue::Table(skills)) = merged.get("skills").map(|v| v.get_ref()) else {
+        return out;
+    };
+    for (name, entry) in skills.iter() {
+        let DeValue::Table(settings) = entry.get_ref() else {
+            continue;
+        };
+        out.insert(
+            name.get_ref().to_string(),
+            SkillOrigin {
+                defined_at: sources.describe(name.span().start),
+                settings: settings
+                    .iter()
+                    .map(|(k, v)| Setting {
+                        key: k.get_ref().to_string(),
+                        value: sources.snippet(v.span()),
+                        at: sources.describe(v.span().start),
+                    })
+                    .collect(),
+            },
+        );
+    }
+    out
+}
+
+/// How a top-level table merges.
+#[derive(Clone, Copy, PartialEq)]
+enum Section {
+    /// `[skills]`, `[collections]`: entries defined once per layer,
+    /// overridden key by key, the version keys together.
+    Entries,
+    /// `[registries]`, `[targets]`: entries whose keys are set once per
+    /// layer and overridden one by one.
+    Nested,
+    /// `[daemon]`, `[defaults]` and anything else: plain keys.
+    Plain,
+}
+
+fn section(name: &str) -> Section {
+    match name {
+        "skills" | "collections" => Section::Entries,
+        "registries" | "targets" => Section::Nested,
+        _ => Section::Plain,
+    }
+}
+
+/// Merging: parses each file, shifts its offsets, combines the layers.
+struct Merger<'s, 'd> {
+    sources: &'s SourceMap,
+    diagnostics: &'d mut Vec<Diagnostic>,
+    remote: &'d mut Vec<RemoteInclude>,
+}
+
+impl<'s> Merger<'s, '_> {
+    fn error_at(&mut self, offset: usize, message: impl Into<String>) {
+        let (path, line, column) = match self.sources.locate(offset) {
+            Some((f, l, c)) => (f.name.clone(), l, c),
+            None => (PathBuf::new(), 1, 1),
+        };
+        self.diagnostics.push(Diagnostic {
+            path,
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    /// A file over its includes.
+    fn node(&mut self, node: &Node) -> DeTable<'s> {
+        let mut below = DeTable::new();
+        for child in &node.includes {
+            let layer = self.node(child);
+            below = self.siblings(below, layer);
+        }
+        let own = self.parse(node);
+        self.overlay(below, own)
+    }
+
+    /// One file, parsed, its offsets shifted into the source map; a
+    /// remote fragment checked against what it may set.
+    fn parse(&mut self, node: &Node) -> DeTable<'s> {
+        let file = &self.sources.files()[node.file];
+        let table = match DeTable::parse(&file.text) {
+            Ok(t) => shift_table(t.into_inner(), file.base),
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start) + file.base;
+                let message = e.message().trim_end().to_string();
+                match node.remote {
+                    Some(i) => self.reject(i, offset, &message),
+                    None => self.error_at(offset, message),
+                }
+                return DeTable::new();
+            }
+        };
+        let mut table = table;
+        match node.remote {
+            Some(i) => match self.check_remote(&table) {
+                Ok(()) => table,
+                Err((offset, message)) => {
+                    self.reject(i, offset, &message);
+                    DeTable::new()
+                }
+            },
+            None => {
+                table.remove("include");
+                table
+            }
+        }
+    }
+
+    /// Records why remote fragment `i` was left out.
+    fn reject(&mut self, i: usize, offset: usize, message: &str) {
+        let at = self.sources.describe(offset);
+        if let Some(r) = self.remote.get_mut(i) {
+            r.error = Some(format!(
+                "{at}: {message}; the fragment is ignored, the rest of the config is in force"
+            ));
+        }
+    }
+
+    /// What a remote fragment may not do: set anything but skills and
+    /// collections, include, adopt local folders; or not have the shape
+    /// of a config.
+    fn check_remote(&self, table: &DeTable<'s>) -> Result<(), (usize, String)> {
+        for (key, value) in table.iter() {
+            let name = key.get_ref();
+            if name == "include" {
+                return Err((
+                    key.span().start,
+                    "a remote file cannot include other files".into(),
+                ));
+            }
+            if !REMOTE_SECTIONS.contains(&name.as_ref()) {
+                let what = match name.as_ref() {
+                    "daemon" => "[daemon] settings",
+                    "registries" => "registry settings (credentials, insecure, mirrors, CA files, layouts)",
+                    "targets" => "targets (a folder path); name built-in targets or ones your own config defines",
+                    "defaults" => "[defaults]",
+                    "repositories" => "signature policies ([repositories.*])",
+                    _ => "this",
+                };
+                return Err((
+                    key.span().start,
+                    format!("a remote file may only set [skills.*] and [collections.*], not {what} ([{name}])"),
+                ));
+            }
+            if let DeValue::Table(entries) = value.get_ref() {
+                for (_, entry) in entries.iter() {
+                    if let DeValue::Table(keys) = entry.get_ref() {
+                        for (k, _) in keys.iter() {
+                            let why = match k.get_ref().as_ref() {
+                                "path" | "auth_file" | "ca_file" | "layout" | "state_dir"
+                                | "cache_dir" | "socket" => "a filesystem path",
+                                "adopt" => "taking over local folders (`adopt`)",
+                                "verify" => "the signature policy (`verify`), which only your own config decides",
+                                _ => continue,
+                            };
+                            return Err((
+                                k.span().start,
+                                format!("a remote file cannot set {why}: `{}`", k.get_ref()),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Config::check_shape(table.clone()).map_err(|e| {
+            (
+                e.span().map_or(0, |s| s.start),
+                e.message().trim_end().to_string(),
+            )
+        })
+    }
+
+    /// Two includes of the same file: each key may be set by one of them.
+    fn siblings(&mut self, mut a: DeTable<'s>, b: DeTable<'s>) -> DeTable<'s> {
+        for (key, value) in b {
+            let kind = section(key.get_ref());
+            let Some((old_key, old)) = take(&mut a, &key) else {
+                a.insert(key, value);
+                continue;
+            };
+            let span = old.span();
+            match (old.into_inner(), value.into_inner()) {
+                (DeValue::Table(mut o), DeValue::Table(n)) => {
+                    for (name, entry) in n {
+                        let Some((old_name, old_entry)) = take(&mut o, &name) else {
+                            o.insert(name, entry);
+                            continue;
+                        };
+                        match kind {
+                            Section::Entries => {
+                                let what = if key.get_ref() == "skills" {
+                                    "skill"
+                                } else {
+                                    "collection"
+                                };
+                                self.duplicate(&old_name, &name, what);
+                                o.insert(old_name, old_entry);
+                            }
+                            Section::Plain => {
+                                self.duplicate(&old_name, &name, "setting");
+                                o.insert(old_name, old_entry);
+                            }
+                            Section::Nested => {
+                                let merged = self.nested_siblings(old_entry, entry);
+                                o.insert(old_name, merged);
+                            }
+                        }
+                    }
+                    a.insert(old_key, Spanned::new(span, DeValue::Table(o)));
+                }
+                (o, _) => {
+                    self.duplicate(&old_key, &key, "setting");
+                    a.insert(old_key, Spanned::new(span, o));
+                }
+            }
+        }
+        a
+    }
+
+    fn nested_siblings(
+        &mut self,
+        old: Spanned<DeValue<'s>>,
+        new: Spanned<DeValue<'s>>,
+    ) -> Spanned<DeValue<'s>> {
+        let span = old.span();
+        match (old.into_inner(), new.into_inner()) {
+            (DeValue::Table(mut o), DeValue::Table(n)) => {
+                for (k, v) in n {
+                    match take(&mut o, &k) {
+                        None => {
+                            o.insert(k, v);
+                        }
+                        Some((ok, ov)) => {
+                            self.duplicate(&ok, &k, "setting");
+                            o.insert(ok, ov);
+                        }
+                    }
+                }
+                Spanned::new(span, DeValue::Table(o))
+            }
+            (o, _) => Spanned::new(span, o),
+        }
+    }
+
+    fn duplicate(
+        &mut self,
+        first: &Spanned<std::borrow::Cow<'s, str>>,
+        second: &Spanned<std::borrow::Cow<'s, str>>,
+        what: &str,
+    ) {
+        let here = self.sources.describe(first.span().start);
+        let there = self.sources.describe(second.span().start);
+        self.error_at(
+            second.span().start,
+            format!(
+                "{what} {:?} is defined in two files of the same layer: {here} and {there}; keep one, or override it from the file that includes both",
+                first.get_ref()
+            ),
+        );
+    }
+
+    /// `top` over `base`, key by key.
+    fn overlay(&mut self, mut base: DeTable<'s>, top: DeTable<'s>) -> DeTable<'s> {
+        for (key, value) in top {
+            let kind = section(key.get_ref());
+            let Some((old_key, old)) = take(&mut base, &key) else {
+                base.insert(key, value);
+                continue;
+            };
+            let span = old.span();
+            let new_span = value.span();
+            match (old.into_inner(), value.into_inner()) {
+                (DeValue::Table(mut o), DeValue::Table(n)) => {
+                    for (name, entry) in n {
+                        match (take(&mut o, &name), kind) {
+                            (None, _) | (Some(_), Section::Plain) => {
+                                o.insert(name, entry);
+                            }
+                            (Some((old_name, old_entry)), _) => {
+                                let merged =
+                                    overlay_entry(old_entry, entry, kind == Section::Entries);
+                                o.insert(old_name, merged);
+                            }
+                        }
+                    }
+                    base.insert(old_key, Spanned::new(span, DeValue::Table(o)));
+                }
+                (_, n) => {
+                    base.insert(key, Spanned::new(new_span, n));
+                }
+            }
+        }
+        base
+    }
+}
+
+/// One entry of `[skills]` (version keys together) or `[registries]`,
+/// `[targets]` over another, key by key.
+fn overlay_entry<'s>(
+    old: Spanned<DeValue<'s>>,
+    new: Spanned<DeValue<'s>>,
+    selector_group: bool,
+) -> Spanned<DeValue<'s>> {
+    let span = old.span();
+    match (old.into_inner(), new.into_inner()) {
+        (DeValue::Table(mut o), DeValue::Table(n)) => {
+            if selector_group {
+                let sets = |k: &str| n.contains_key(k);
+                let drop: &[&str] = if sets("tag") || sets("digest") {
+                    SELECTOR_KEYS
+                } else if sets("channel") || sets("version") {
+                    &["tag", "digest"]
+                } else {
+                    &[]
+                };
+                for k in drop {
+                    o.remove(*k);
+                }
+            }
+            for (k, v) in n {
+                o.remove(k.get_ref().as_ref());
+                o.insert(k, v);
+            }
+            Spanned::new(span, DeValue::Table(o))
+        }
+        (_, n) => Spanned::new(span, n),
+    }
+}
+
+/// Removes and returns the entry of `key` (with the key as stored).
+#[allow(clippy::type_complexity)]
+fn take<'s>(
+    table: &mut DeTable<'s>,
+    key: &Spanned<std::borrow::Cow<'s, str>>,
+) -> Option<(Spanned<std::borrow::Cow<'s, str>>, Spanned<DeValue<'s>>)> {
+    table.remove_entry(key.get_ref().as_ref())
+}
+
+fn shift_span(s: Range<usize>, base: usize) -> Range<usize> {
+    s.start + base..s.end + base
+}
+
+fn shift_table(table: DeTable<'_>, base: usize) -> DeTable<'_> {
+    let mut out = DeTable::new();
+    for (k, v) in table {
+        let key = Spanned::new(shift_span(k.span(), base), k.into_inner());
+        out.insert(key, shift_value(v, base));
+    }
+    out
+}
+
+fn shift_value(v: Spanned<DeValue<'_>>, base: usize) -> Spanned<DeValue<'_>> {
+    let span = shift_span(v.span(), base);
+    let value = match v.into_inner() {
+        DeValue::Table(t) => DeValue::Table(shift_table(t, base)),
+        DeValue::Array(mut items) => {
+            for item in items.iter_mut() {
+                let inner = std::mem::replace(item, Spanned::new(0..0, DeValue::Boolean(false)));
+                *item = shift_value(inner, base);
+            }
+            DeValue::Array(items)
+        }
+        other => other,
+    };
+    Spanned::new(span, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::Channel;
+    use crate::team::{Record, TeamCache};
+
+    struct Dir {
+        dir: tempfile::TempDir,
+    }
+
+    impl Dir {
+        fn new() -> Dir {
+            Dir {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.dir.path().join(rel)
+        }
+
+        fn write(&self, rel: &str, text: &str) -> PathBuf {
+            let p = self.path(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+
+        fn options(&self) -> LoadOptions {
+            LoadOptions {
+                system: Some(self.path("etc/skills.toml")),
+                team_cache: Some(self.path("cache")),
+            }
+        }
+
+        fn load(&self) -> Result<Config, ConfigError> {
+            load(
+                &self.path("user/skills.toml"),
+                &self.path("home"),
+                &self.options(),
+            )
+        }
+
+        fn load_ok(&self) -> Config {
+            self.load()
+                .unwrap_or_else(|e| panic!("expected a valid config:\n{e}"))
+        }
+
+        fn diagnostics(&self) -> Vec<Diagnostic> {
+            match self.load() {
+                Err(ConfigError::Invalid(d)) => d,
+                other => panic!("expected diagnostics, got {other:?}"),
+            }
+        }
+
+        fn cache_remote(&self, reference: &str, text: &str) {
+            TeamCache::new(&self.path("cache"))
+                .write(&Record {
+                    reference: reference.into(),
+                    digest: Some(crate::reference::Digest::of(b"manifest").to_string()),
+                    content_digest: Some(crate::reference::Digest::of(text.as_bytes()).to_string()),
+                    content: Some(text.into()),
+                    fetched_at: Some("2026-01-01T00:00:00Z".into()),
+                    last_error: None,
+                })
+                .unwrap();
+        }
+    }
+
+    fn channel(c: &Config, skill: &str) -> Selector {
+        c.skills[skill].selector.clone()
+    }
+
+    #[test]
+    fn system_user_includes_and_globs_merge_in_order() {
+        let d = Dir::new();
+        d.write(
+            "etc/skills.toml",
+            "[daemon]\npoll_interval = \"1h\"\n[skills.base]\nimage = \"r.io/base\"\ntargets = [\"cursor\"]\n",
+        );
+        d.write(
+            "user/team.toml",
+            "[skills.team-a]\nimage = \"r.io/a\"\nchannel = \"published\"\ntargets = [\"claude\", \"cursor\"]\n",
+        );
+        d.write(
+            "user/skills.d/20-b.toml",
+            "[skills.b]\nimage = \"r.io/b\"\n",
+        );
+        d.write(
+            "user/skills.d/10-c.toml",
+            "[skills.c]\nimage = \"r.io/c\"\n",
+        );
+        d.write("user/skills.d/notes.txt", "not toml");
+        d.write(
+            "user/skills.toml",
+            "include = [\"team.toml\", \"skills.d/*.toml\"]\n[daemon]\npoll_interval = \"10m\"\n\
+             [skills.team-a]\nchannel = \"testing\"\n[skills.base]\ntargets = [\"claude\"]\n",
+        );
+        let c = d.load_ok();
+        assert_eq!(
+            c.skills.keys().collect::<Vec<_>>(),
+            ["b", "base", "c", "team-a"]
+        );
+        // The user's file overrides key by key.
+        assert_eq!(c.daemon.poll_interval, std::time::Duration::from_secs(600));
+        assert_eq!(
+            channel(&c, "team-a"),
+            Selector::Channel {
+                channel: Channel::Testing,
+                version: None
+            }
+        );
+        assert_eq!(c.skills["team-a"].targets, ["claude", "cursor"]);
+        assert_eq!(c.skills["base"].targets, ["claude"]);
+        // Files in order, the glob sorted; the pattern is watched.
+        let names: Vec<String> = c
+            .layers
+            .files
+            .iter()
+            .map(|p| p.strip_prefix(d.dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "etc/skills.toml",
+                "user/skills.toml",
+                "user/team.toml",
+                "user/skills.d/10-c.toml",
+                "user/skills.d/20-b.toml"
+            ]
+        );
+        assert!(c.layers.watch.contains(&d.path("user/skills.d/*.toml")));
+        // Where each setting came from.
+        let o = &c.layers.origins["team-a"];
+        let team = d.path("user/team.toml").display().to_string();
+        let user = d.path("user/skills.toml").display().to_string();
+        assert_eq!(o.defined_at, format!("{team}:1:9"));
+        let at = |k: &str| o.settings.iter().find(|s| s.key == k).unwrap().clone();
+        assert_eq!(at("image").at, format!("{team}:2:9"));
+        assert_eq!(at("channel").at, format!("{user}:5:11"));
+        assert_eq!(at("channel").value, "\"testing\"");
+        assert_eq!(at("targets").value, "[\"claude\", \"cursor\"]");
+    }
+
+    #[test]
+    fn a_skill_in_two_files_of_one_layer_is_an_error_naming_both() {
+        let d = Dir::new();
+        d.write("user/a.toml", "[skills.x]\nimage = \"r.io/x\"\n");
+        d.write("user/b.toml", "# b\n\n[skills.x]\nimage = \"r.io/y\"\n");
+        d.write("user/skills.toml", "include = [\"a.toml\", \"b.toml\"]\n");
+        let diags = d.diagnostics();
+        assert_eq!(diags.len(), 1, "{diags:#?}");
+        let a = d.path("user/a.toml").display().to_string();
+        let b = d.path("user/b.toml").display().to_string();
+        assert_eq!(diags[0].path, d.path("user/b.toml"));
+        assert_eq!((diags[0].line, diags[0].column), (3, 9));
+        assert!(
+            diags[0].message.contains(&format!("{a}:1:9 and {b}:3:9")),
+            "{}",
+            diags[0]
+        );
+        // A key of [daemon] too.
+        d.write(
+            "user/a.toml",
+            "[daemon]\njitter = 0.1\n[skills.x]\nimage = \"r.io/x\"\n",
+        );
+        d.write("user/b.toml", "[daemon]\njitter = 0.2\n");
+        let diags = d.diagnostics();
+        assert_eq!(diags.len(), 1, "{diags:#?}");
+        assert!(
+            diags[0].message.contains("setting \"jitter\""),
+            "{}",
+            diags[0]
+        );
+    }
+
+    #[test]
+    fn version_keys_override_together_and_enabled_false_switches_off() {
+        let d = Dir::new();
+        d.write(
+            "user/team.toml",
+            "[skills.tagged]\nimage = \"r.io/t\"\ntag = \"1.0.0\"\n\
+             [skills.chan]\nimage = \"r.io/c\"\nchannel = \"testing\"\nversion = \"^1\"\n\
+             [skills.off]\nimage = \"r.io/o\"\n",
+        );
+        d.write(
+            "user/skills.toml",
+            "include = [\"team.toml\"]\n[skills.tagged]\nchannel = \"draft\"\n\
+             [skills.chan]\ntag = \"2.0.0\"\n[skills.off]\nenabled = false\n",
+        );
+        let c = d.load_ok();
+        assert_eq!(
+            channel(&c, "tagged"),
+            Selector::Channel {
+                channel: Channel::Draft,
+                version: None
+            }
+        );
+        assert_eq!(channel(&c, "chan"), Selector::Tag("2.0.0".into()));
+        assert!(!c.skills.contains_key("off"));
+        assert!(c.layers.disabled.contains("off"));
+    }
+
+    #[test]
+    fn errors_in_an_included_file_name_it_and_paths_resolve_against_it() {
+        let d = Dir::new();
+        d.write(
+            "user/team/team.toml",
+            "[targets.proj]\npath = \"proj-skills\"\n\n[skills.x]\nimage = \"r.io/x\"\ntargets = [\"curser\"]\n",
+        );
+        d.write("user/skills.toml", "include = [\"team/team.toml\"]\n");
+        let diags = d.diagnostics();
+        assert_eq!(diags.len(), 1, "{diags:#?}");
+        assert_eq!(diags[0].path, d.path("user/team/team.toml"), "{diags:#?}");
+        assert_eq!((diags[0].line, diags[0].column), (6, 12));
+        assert!(diags[0].message.contains("unknown target \"curser\""));
+
+        d.write(
+            "user/team/team.toml",
+            "[targets.proj]\npath = \"proj-skills\"\n\n[skills.x]\nimage = \"r.io/x\"\ntargets = [\"proj\"]\n",
+        );
+        let c = d.load_ok();
+        assert_eq!(c.targets["proj"].path, d.path("user/team/proj-skills"));
+
+        // Unknown keys and syntax errors too.
+        d.write(
+            "user/team/team.toml",
+            "[skills.x]\nimage = \"r.io/x\"\nchanel = \"draft\"\n",
+        );
+        let diags = d.diagnostics();
+        assert_eq!(diags[0].path, d.path("user/team/team.toml"), "{diags:#?}");
+        assert_eq!(diags[0].line, 3);
+        d.write("user/team/team.toml", "[skills.x\n");
+        let diags = d.diagnostics();
+        assert!(
+            diags
+                .iter()
+                .any(|x| x.path == d.path("user/team/team.toml") && x.line == 1),
+            "{diags:#?}"
+        );
+    }
+
+    #[test]
+    fn include_problems() {
+        let d = Dir::new();
+        d.write("user/a.toml", "include = [\"skills.toml\"]\n");
+        d.write(
+            "user/skills.toml",
+            "include = [\"a.toml\", \"missing.toml\", \"*/x/*.toml\", \"oci://nohost\"]\n[skills.x]\nimage = \"r.io/x\"\n",
+        );
+        let diags = d.diagnostics();
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(diags.len(), 4, "{text:#?}");
+        assert!(text.iter().any(|t| t.contains("a cycle")));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("missing.toml") && t.contains("cannot read")));
+        assert!(text.iter().any(|t| t.contains("only the file name")));
+        assert!(text.iter().any(|t| t.contains("oci://nohost")));
+        // A pattern that matches nothing is fine.
+        d.write(
+            "user/skills.toml",
+            "include = [\"none.d/*.toml\"]\n[skills.x]\nimage = \"r.io/x\"\n",
+        );
+        assert_eq!(d.load_ok().skills.len(), 1);
+    }
+
+    #[test]
+    fn a_remote_fragment_adds_skills_and_may_not_set_anything_else() {
+        let d = Dir::new();
+        let reference = "oci://r.io/acme/team:published";
+        d.write(
+            "user/skills.toml",
+            &format!("include = [\"{reference}\"]\n[skills.mine]\nimage = \"r.io/mine\"\n[skills.shared]\ntargets = [\"cursor\"]\n"),
+        );
+        // Not fetched yet: the local config works.
+        let c = d.load_ok();
+        d.write("user/only.toml", &format!("include = [\"{reference}\"]\n"));
+        let only = load(&d.path("user/only.toml"), &d.path("home"), &d.options())
+            .expect("a config of only a remote include is valid before its first fetch");
+        assert!(only.skills.is_empty());
+        assert_eq!(c.layers.remote.len(), 1);
+        assert_eq!(c.layers.remote[0].error.as_deref(), Some("not fetched yet"));
+
+        d.cache_remote(reference, "[skills.shared]\nimage = \"r.io/shared\"\ntag = \"1.0.0\"\n[skills.team-only]\nimage = \"r.io/t\"\n");
+        let c = d.load_ok();
+        assert_eq!(
+            c.skills.keys().collect::<Vec<_>>(),
+            ["mine", "shared", "team-only"]
+        );
+        assert_eq!(
+            c.skills["shared"].targets,
+            ["cursor"],
+            "the user's override wins"
+        );
+        assert_eq!(c.layers.remote[0].error, None);
+        assert_eq!(
+            c.layers.remote[0].cached.as_ref().unwrap().fetched_at,
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            c.layers.origins["team-only"].defined_at,
+            format!("{reference}:4:9")
+        );
+
+        for (fragment, part) in [
+            (
+                "[daemon]\npoll_interval = \"1s\"\n",
+                "not [daemon] settings",
+            ),
+            (
+                "[registries.\"r.io\"]\ninsecure = true\n",
+                "not registry settings",
+            ),
+            ("[targets.evil]\npath = \"/etc\"\n", "not targets"),
+            ("[skills.x]\nimage = \"r.io/x\"\nadopt = true\n", "adopt"),
+            (
+                "[skills.x]\nimage = \"r.io/x\"\nverify = \"none\"\n",
+                "signature policy",
+            ),
+            (
+                "[repositories.\"r.io/x\"]\nverify = \"none\"\n",
+                "signature policies",
+            ),
+            ("include = [\"/etc/passwd\"]\n", "cannot include"),
+            (
+                "[skills.x]\nimage = \"r.io/x\"\npath = \"/tmp\"\n",
+                "filesystem path",
+            ),
+            (
+                "[skills.x]\nimage = \"r.io/x\"\nbogus = 1\n",
+                "unknown field",
+            ),
+            ("[skills.x\n", ""),
+        ] {
+            d.cache_remote(reference, fragment);
+            let c = d.load_ok();
+            assert_eq!(c.skills.keys().collect::<Vec<_>>(), ["mine"], "{fragment}");
+            let e = c.layers.remote[0].error.clone().unwrap();
+            assert!(e.starts_with(&format!("{reference}:")), "{e}");
+            assert!(e.contains(part), "{e:?} lacks {part:?}");
+        }
+
+        // A skill in it that does not validate is left out, with its place.
+        d.cache_remote(reference, "[skills.ok]\nimage = \"r.io/ok\"\n[skills.bad]\nimage = \"r.io/b\"\ntargets = [\"nowhere\"]\n");
+        let c = d.load_ok();
+        assert_eq!(c.skills.keys().collect::<Vec<_>>(), ["mine", "ok"]);
+        let e = c.layers.remote[0].error.clone().unwrap();
+        assert!(
+            e.contains(&format!("{reference}:5:12: unknown target \"nowhere\"")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_system_file_is_optional_and_overridable() {
+        let d = Dir::new();
+        d.write("user/skills.toml", "[skills.x]\nimage = \"r.io/x\"\n");
+        let c = d.load_ok();
+        assert_eq!(c.layers.files, [d.path("user/skills.toml")]);
+        assert!(c.layers.watch.contains(&d.path("etc/skills.toml")));
+        let c = load(
+            &d.path("user/skills.toml"),
+            &d.path("home"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.layers.files.len(), 1);
+    }
+
+    #[test]
+    fn a_tilde_include_is_the_home_directory() {
+        let d = Dir::new();
+        d.write(
+            "home/dotfiles/skills.d/a.toml",
+            "[skills.a]\nimage = \"r.io/a\"\n",
+        );
+        d.write(
+            "user/skills.toml",
+            "include = [\"~/dotfiles/skills.d/*.toml\"]\n",
+        );
+        let c = d.load_ok();
+        assert_eq!(c.skills.keys().collect::<Vec<_>>(), ["a"]);
+        assert!(c
+            .layers
+            .watch
+            .contains(&d.path("home/dotfiles/skills.d/*.toml")));
+    }
+
+    #[test]
+    fn wildcards_and_remote_references() {
+        assert!(wildcard_match("*.toml", "a.toml"));
+        assert!(wildcard_match("*.toml", ".toml"));
+        assert!(!wildcard_match("*.toml", "a.toml.bak"));
+        assert!(wildcard_match("a?c*", "abcdef"));
+        assert!(!wildcard_match("a?c", "ac"));
+        assert!(wildcard_match("*", "x"));
+
+        let (image, sel) = parse_remote("127.0.0.1:5000/acme/team:published").unwrap();
+        assert_eq!(image.to_string(), "127.0.0.1:5000/acme/team");
+        assert_eq!(sel, Selector::Tag("published".into()));
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let (_, sel) = parse_remote(&format!("r.io/a@{d}")).unwrap();
+        assert_eq!(sel, Selector::Digest(d.parse().unwrap()));
+        for bad in [
+            "r.io/a",
+            "team:1",
+            "r.io/a:",
+            "r.io/a@sha256:00",
+            "r.io/A:1",
+        ] {
+            assert!(parse_remote(bad).is_err(), "{bad}");
+        }
+    }
+}
