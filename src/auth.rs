@@ -59,8 +59,8 @@
 //! oras-go all send it to the registry's token service as
 //! `grant_type=refresh_token`; none of them sends it as a basic-auth
 //! password. It is therefore kept apart as [`Credential::IdentityToken`]
-//! rather than disguised as [`Credential::Basic`]: the caller decides how to
-//! exchange it.
+//! rather than disguised as [`Credential::Basic`]; `source::http` exchanges
+//! it at the token service (`POST`, `grant_type=refresh_token`).
 //!
 //! # Secrets
 //!

@@ -258,3 +258,30 @@ fn credentials_never_go_to_a_plain_http_token_service_on_another_port() {
     );
     assert!(!env.skill_dir("claude", "hello").exists());
 }
+
+#[test]
+fn an_identity_token_is_exchanged_with_the_refresh_token_grant() {
+    let (env, _registry, front, img) = token_world();
+    front.require_token(USER, PASSWORD, &format!("http://{}/token", front.host()));
+    // What `docker login` leaves for registries that use OAuth2: no
+    // password, an identity (refresh) token.
+    write_file(
+        &env.home().join(".docker/config.json"),
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"identitytoken\":\"{PASSWORD}\"}}}}}}",
+            front.host()
+        )
+        .as_bytes(),
+    );
+    env.once_ok();
+    assert_eq!(env.read_skill("claude", "hello"), img.files);
+    let counts = front.counts();
+    let grants: Vec<_> = counts
+        .requests
+        .iter()
+        .filter(|r| r.path == "/token")
+        .collect();
+    assert_eq!(grants.len(), 1, "{}", counts.summary());
+    assert_eq!(grants[0].method, "POST");
+    assert_eq!(grants[0].status, 200);
+}

@@ -615,6 +615,53 @@ async fn handle(
 
     let authorization = request.headers().contains_key(header::AUTHORIZATION);
     let token = shared.token.lock().expect("proxy token lock").clone();
+    // An OAuth2 refresh-token grant (docker's identity tokens): a form
+    // POSTed to the token service; the refresh token is the password.
+    if let (Some(auth), true) = (&token, path == "/token" && method == Method::POST) {
+        let form = request
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        let field = |name: &str| {
+            form.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(form_decode)
+        };
+        let granted = field("grant_type").as_deref() == Some("refresh_token")
+            && field("refresh_token").as_deref() == Some(auth.password.as_str());
+        let (status, body) = if granted {
+            (
+                StatusCode::OK,
+                format!(r#"{{"access_token":"{PROXY_TOKEN}","expires_in":300}}"#),
+            )
+        } else {
+            (
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"invalid_grant"}"#.to_string(),
+            )
+        };
+        let response = Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(full(body.into_bytes()))
+            .expect("a valid response");
+        shared
+            .requests
+            .lock()
+            .expect("proxy log lock")
+            .push(RecordedRequest {
+                method: method.to_string(),
+                path,
+                query,
+                kind,
+                status: response.status().as_u16(),
+                faulted: false,
+                authorization,
+            });
+        return response;
+    }
     let mut request = request;
     let gate = token.and_then(|t| {
         let gate = token_gate(&t, &path, request.headers());
@@ -774,6 +821,31 @@ fn status_response(method: &Method, status: u16, retry_after: Option<u64>) -> Re
     let mut response = builder.body(body).expect("a valid response");
     response.extensions_mut().insert(Faulted);
     response
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value.
+fn form_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Under token auth: the answer to `/token`, or a challenge to an API
