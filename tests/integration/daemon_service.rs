@@ -130,24 +130,11 @@ impl Service {
     }
 
     fn skill_status(&self, name: &str) -> Value {
-        self.status()["skills"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .cloned()
-            .unwrap_or(Value::Null)
+        self.env.skill_status(name)
     }
 
     fn wait_in_sync(&self, name: &str, version: &str) {
-        wait_until(
-            Duration::from_secs(30),
-            &format!("{name} {version} in sync"),
-            || {
-                let s = self.skill_status(name);
-                s["state"] == "in_sync" && s["version"] == version
-            },
-        );
+        self.env.wait_in_sync(name, version)
     }
 }
 

@@ -65,26 +65,11 @@ impl<'a> Daemon<'a> {
     }
 
     fn skill(&self, name: &str) -> Value {
-        let out = self.ctl(&["status", "--json"]);
-        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        status["skills"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["name"] == name)
-            .cloned()
-            .unwrap_or(Value::Null)
+        self.env.skill_status(name)
     }
 
     fn wait_in_sync(&self, name: &str, version: &str) {
-        wait_until(
-            Duration::from_secs(60),
-            &format!("{name} {version} in sync"),
-            || {
-                let s = self.skill(name);
-                s["state"] == "in_sync" && s["version"] == version
-            },
-        );
+        self.env.wait_in_sync(name, version)
     }
 
     fn sync(&self, name: &str) {

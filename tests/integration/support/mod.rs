@@ -179,6 +179,37 @@ impl TestEnv {
         command
     }
 
+    /// One skill of `skillsyncctl status --json` (`Null` when the daemon
+    /// does not answer or does not know it).
+    pub fn skill_status(&self, name: &str) -> serde_json::Value {
+        let out = self
+            .ctl()
+            .args(["status", "--json"])
+            .output()
+            .expect("run skillsyncctl");
+        let status: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        status["skills"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Waits until the daemon reports `name` in sync at `version`.
+    pub fn wait_in_sync(&self, name: &str, version: &str) {
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{name} {version} in sync"),
+            || {
+                let s = self.skill_status(name);
+                s["state"] == "in_sync" && s["version"] == version
+            },
+        );
+    }
+
     /// `skillsyncd` in the sandbox.
     pub fn daemon(&self) -> Command {
         self.command(SKILLSYNCD)

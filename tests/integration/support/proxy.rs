@@ -615,51 +615,12 @@ async fn handle(
 
     let authorization = request.headers().contains_key(header::AUTHORIZATION);
     let token = shared.token.lock().expect("proxy token lock").clone();
-    // An OAuth2 refresh-token grant (docker's identity tokens): a form
-    // POSTed to the token service; the refresh token is the password.
-    if let (Some(auth), true) = (&token, path == "/token" && method == Method::POST) {
-        let form = request
-            .into_body()
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default();
-        let field = |name: &str| {
-            form.split('&')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .map(form_decode)
-        };
-        let granted = field("grant_type").as_deref() == Some("refresh_token")
-            && field("refresh_token").as_deref() == Some(auth.password.as_str());
-        let (status, body) = if granted {
-            (
-                StatusCode::OK,
-                format!(r#"{{"access_token":"{PROXY_TOKEN}","expires_in":300}}"#),
-            )
-        } else {
-            (
-                StatusCode::UNAUTHORIZED,
-                r#"{"error":"invalid_grant"}"#.to_string(),
-            )
-        };
-        let response = Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(full(body.into_bytes()))
-            .expect("a valid response");
-        shared
-            .requests
-            .lock()
-            .expect("proxy log lock")
-            .push(RecordedRequest {
-                method: method.to_string(),
-                path,
-                query,
-                kind,
-                status: response.status().as_u16(),
-                faulted: false,
-                authorization,
-            });
+    let refresh = token
+        .as_ref()
+        .filter(|_| path == "/token" && method == Method::POST);
+    if let Some(auth) = refresh {
+        let response = refresh_grant(auth, request).await;
+        record(shared, &method, path, query, kind, &response, authorization);
         return response;
     }
     let mut request = request;
@@ -699,6 +660,20 @@ async fn handle(
             fault => forward(request, upstream, client, fault.as_ref()).await,
         },
     };
+    record(shared, &method, path, query, kind, &response, authorization);
+    response
+}
+
+/// Logs one request and its answer.
+fn record(
+    shared: &Shared,
+    method: &Method,
+    path: String,
+    query: Option<String>,
+    kind: RequestKind,
+    response: &Response<ProxyBody>,
+    authorization: bool,
+) {
     shared
         .requests
         .lock()
@@ -709,10 +684,43 @@ async fn handle(
             query,
             kind,
             status: response.status().as_u16(),
-            faulted: fault_applied(&response),
+            faulted: fault_applied(response),
             authorization,
         });
-    response
+}
+
+/// An OAuth2 refresh-token grant (docker's identity tokens): a form
+/// POSTed to the token service; the refresh token is the password.
+async fn refresh_grant(auth: &TokenAuth, request: Request<Incoming>) -> Response<ProxyBody> {
+    let form = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
+    let field = |name: &str| {
+        form.split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(form_decode)
+    };
+    let granted = field("grant_type").as_deref() == Some("refresh_token")
+        && field("refresh_token").as_deref() == Some(auth.password.as_str());
+    let (status, body) = if granted {
+        (
+            StatusCode::OK,
+            format!(r#"{{"access_token":"{PROXY_TOKEN}","expires_in":300}}"#),
+        )
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"invalid_grant"}"#.to_string(),
+        )
+    };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body.into_bytes()))
+        .expect("a valid response")
 }
 
 /// Marks responses a non-delay fault shaped, for [`RecordedRequest::faulted`].
