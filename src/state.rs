@@ -185,11 +185,15 @@ impl State {
 
     /// Writes the state file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::State {
+        write_atomic(path, &self.to_json(path)?)
+    }
+
+    /// The state file's contents; `path` (where it goes) names it in errors.
+    pub fn to_json(&self, path: &Path) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).map_err(|e| Error::State {
             path: path.to_path_buf(),
             reason: e.to_string(),
-        })?;
-        write_atomic(path, &bytes)
+        })
     }
 }
 
