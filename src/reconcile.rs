@@ -454,17 +454,23 @@ impl Engine {
         if *written >= seq {
             return Ok(());
         }
-        let (bytes, upto) = {
-            let state = self.state.lock().await;
-            (
-                state.to_json(&self.state_path)?,
-                self.saves.changed.load(Ordering::SeqCst),
-            )
-        };
-        let path = self.state_path.clone();
-        tokio::task::spawn_blocking(move || crate::state::write_atomic(&path, &bytes))
-            .await
-            .map_err(|e| Error::Task(format!("state writer failed: {e}")))??;
+        let (state, saves, path) = (
+            self.state.clone(),
+            self.saves.clone(),
+            self.state_path.clone(),
+        );
+        // Streamed to the file under the state lock (a page-cache write),
+        // synced after it is released.
+        let upto = tokio::task::spawn_blocking(move || {
+            crate::state::write_atomic_with(&path, |out| {
+                let state = state.blocking_lock();
+                let upto = saves.changed.load(Ordering::SeqCst);
+                state.write_json(out, &path)?;
+                Ok(upto)
+            })
+        })
+        .await
+        .map_err(|e| Error::Task(format!("state writer failed: {e}")))??;
         *written = upto;
         Ok(())
     }
