@@ -434,7 +434,9 @@ impl Daemon {
                 let _pass = pass_lock.lock().await;
                 lock(&shared.view).running = true;
                 let engine = self.engine();
-                let report = engine.sync(&skill).await;
+                // Boxed: inline, the whole sync's state machine would be
+                // part of every slot's task for the daemon's lifetime.
+                let report = Box::pin(engine.sync(&skill)).await;
                 if let Err(e) = engine.flush_state().await {
                     tracing::warn!(skill = %skill.name, "writing the state file failed: {e}");
                 }
