@@ -348,10 +348,11 @@ fn cold(bench: &mut Bench) {
         let _ = std::fs::remove_dir_all(&root);
     }
     let baseline_wall = wall.median();
+    // No peak RSS: VmHWM would be bash's alone.
+    let _ = rss;
     let title = format!("1. cold sync, {COLD_SKILLS} skills × 3 targets, skopeo copy + tar");
     bench.row(format!("{title}: wall"), "ms", wall, "");
     bench.row(format!("{title}: CPU user+sys"), "ms", cpu, "");
-    bench.row(format!("{title}: peak RSS"), "MiB", rss, "");
     bench.row(format!("{title}: requests"), "", requests, "");
     bench.single(
         "1. cold sync: skillsyncd / baseline, wall (medians)",

@@ -1,8 +1,15 @@
-//! What the OS says a process cost: wall time, user + system CPU time and
-//! peak RSS of a child from `wait4(2)` (which folds in the children it
-//! reaped, so a shell script counts its skopeo and tar processes), and the
-//! same figures of a running process from `/proc`. Plus the statistics the
-//! table prints: median, min and max of several runs.
+//! What the OS says a process cost: wall time and user + system CPU time of
+//! a child from `wait4(2)` (which folds in the children it reaped, so a
+//! shell script counts its skopeo and tar processes), its peak RSS from
+//! `/proc/PID/status` (`VmHWM`, sampled while it runs), and the same
+//! figures of a running process from `/proc`. Plus the statistics the table
+//! prints: median, min and max of several runs.
+//!
+//! Why not `ru_maxrss`: Linux carries a process's RSS high-water mark
+//! across `execve`, and a child spawned with `vfork` (as `std::process`
+//! does) execs from its parent's memory, so `ru_maxrss` reports at least
+//! this harness's own peak (hundreds of MiB once the 100 MiB skill is
+//! built). `VmHWM` belongs to the memory image the child runs in.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write as _};
@@ -18,7 +25,8 @@ pub struct Usage {
     pub wall: Duration,
     /// User + system CPU time of the child and the children it reaped.
     pub cpu: Duration,
-    /// The largest resident set of the child or any child it reaped, KiB.
+    /// The child's largest resident set (`VmHWM`, its own process only),
+    /// KiB.
     pub peak_rss_kib: u64,
 }
 
@@ -42,6 +50,18 @@ pub fn run(command: &mut Command, log: &Path) -> Usage {
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
     let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        let id = child.id();
+        // Until the child exits: a zombie's status has no VmHWM line.
+        std::thread::spawn(move || {
+            while let Some(hwm) = vm_hwm(id) {
+                peak.fetch_max(hwm, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -50,6 +70,7 @@ pub fn run(command: &mut Command, log: &Path) -> Usage {
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
     drop(child);
+    let _ = sampler.join();
     assert_eq!(
         reaped,
         pid,
@@ -66,8 +87,18 @@ pub fn run(command: &mut Command, log: &Path) -> Usage {
     Usage {
         wall,
         cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
-        peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        peak_rss_kib: peak.load(std::sync::atomic::Ordering::Relaxed),
     }
+}
+
+/// `VmHWM` of `pid` in KiB; `None` once it has exited.
+fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 fn timeval(tv: libc::timeval) -> Duration {
