@@ -219,6 +219,9 @@ pub async fn pass(engine: &Engine) -> Vec<SkillReport> {
         .collect()
         .await;
     reports.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Err(e) = engine.flush_state().await {
+        tracing::warn!("writing the state file failed: {e}");
+    }
     if let Err(e) = engine.collect_garbage().await {
         tracing::warn!("cache clean-up failed: {e}");
     }
@@ -572,7 +575,13 @@ impl Daemon {
                 let _pass = pass_lock.lock().await;
                 lock(&shared.view).running = true;
                 let engine = self.engine();
-                engine.sync(&skill).await
+                // Boxed: inline, the whole sync's state machine would be
+                // part of every slot's task for the daemon's lifetime.
+                let report = Box::pin(engine.sync(&skill)).await;
+                if let Err(e) = engine.flush_state().await {
+                    tracing::warn!(skill = %skill.name, "writing the state file failed: {e}");
+                }
+                report
             };
             log_report(&report);
             let interval = self.engine().config().daemon.poll_interval;

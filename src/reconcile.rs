@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use serde::Serialize;
@@ -220,6 +221,8 @@ pub struct Engine {
     /// [`Engine::reconfigured`]).
     state: Arc<Mutex<State>>,
     state_path: PathBuf,
+    /// Writes of the state file, shared like `state`.
+    saves: Arc<Saves>,
     /// Plan only: resolve and compare, but write nothing anywhere (no
     /// target, no state, no cache); changes are reported as "would ...".
     dry_run: bool,
@@ -256,6 +259,31 @@ fn pins_lower(selector: &Selector, offered: &semver::Version, highest: &semver::
         Selector::Digest(_) => true,
         Selector::Tag(t) => channel::parse_tag(t).is_some_and(|t| &t.version == offered),
         Selector::Channel { version, .. } => version.as_ref().is_some_and(|r| !r.matches(highest)),
+    }
+}
+
+/// Writes of the state file, coalesced and in order.
+///
+/// Every change to the in-memory state takes a number ([`Saves::bump`],
+/// under the state lock). A write takes `written` for its whole length,
+/// then serialises the state as it is by then, so it holds every change
+/// numbered so far; a caller whose change such a write already carried
+/// returns without writing. Concurrent syncs thus share one write instead
+/// of each rewriting the whole file (which made a pass over n skills cost
+/// O(n²)), and no older snapshot can land after a newer one. Lock order:
+/// `written`, then the state; never the reverse.
+#[derive(Debug, Default)]
+struct Saves {
+    /// The number of the latest change.
+    changed: AtomicU64,
+    /// The number of the latest change the file on disk holds.
+    written: Mutex<u64>,
+}
+
+impl Saves {
+    /// Numbers a change; call with the state lock held.
+    fn bump(&self) -> u64 {
+        self.changed.fetch_add(1, Ordering::SeqCst) + 1
     }
 }
 
@@ -353,6 +381,7 @@ impl Engine {
             config,
             Arc::new(Mutex::new(state)),
             state_path,
+            Arc::default(),
             Cache::new(cache_dir),
         )
     }
@@ -361,6 +390,7 @@ impl Engine {
         config: Config,
         state: Arc<Mutex<State>>,
         state_path: PathBuf,
+        saves: Arc<Saves>,
         cache: Cache,
     ) -> Result<Engine> {
         let sources = Sources::new(&config)?;
@@ -375,6 +405,7 @@ impl Engine {
             limits,
             state,
             state_path,
+            saves,
             config,
             dry_run: false,
             containers: load_containers_policy(),
@@ -395,6 +426,7 @@ impl Engine {
             self.config.clone(),
             Arc::new(Mutex::new(state)),
             self.state_path.clone(),
+            Arc::default(),
             self.cache.clone(),
         )?;
         engine.dry_run = true;
@@ -413,6 +445,7 @@ impl Engine {
             config,
             self.state.clone(),
             self.state_path.clone(),
+            self.saves.clone(),
             self.cache.clone(),
         )
     }
@@ -462,15 +495,43 @@ impl Engine {
         Ok(notes)
     }
 
-    async fn save_state(&self, state: &State) -> Result<()> {
+    /// Makes change `seq` (from [`Saves::bump`]) durable: returns once the
+    /// state file holds it, writing the state unless a write since the
+    /// change already did. Call without the state lock.
+    async fn save_state(&self, seq: u64) -> Result<()> {
         if self.dry_run {
             return Ok(());
         }
-        let state = state.clone();
-        let path = self.state_path.clone();
-        tokio::task::spawn_blocking(move || state.save(&path))
+        let mut written = self.saves.written.lock().await;
+        if *written >= seq {
+            return Ok(());
+        }
+        let (state, saves, path) = (
+            self.state.clone(),
+            self.saves.clone(),
+            self.state_path.clone(),
+        );
+        // Streamed to the file under the state lock (a page-cache write),
+        // synced after it is released.
+        let upto = tokio::task::spawn_blocking(move || {
+            crate::state::write_atomic_with(&path, |out| {
+                let state = state.blocking_lock();
+                let upto = saves.changed.load(Ordering::SeqCst);
+                state.write_json(out, &path)?;
+                Ok(upto)
+            })
+        })
+        .await
+        .map_err(|e| Error::Task(format!("state writer failed: {e}")))??;
+        *written = upto;
+        Ok(())
+    }
+
+    /// Writes the changes kept in memory only (fresh stamps of files that
+    /// were read again and found unchanged), if there are any.
+    pub async fn flush_state(&self) -> Result<()> {
+        self.save_state(self.saves.changed.load(Ordering::SeqCst))
             .await
-            .map_err(|e| Error::Task(format!("state writer failed: {e}")))?
     }
 
     /// Deletes cached layers no target uses any more.
@@ -790,7 +851,9 @@ impl Engine {
             }
         }
         if changed {
-            self.save_state(&state).await?;
+            let seq = self.saves.bump();
+            drop(state);
+            self.save_state(seq).await?;
         }
         Ok(events)
     }
@@ -899,7 +962,9 @@ impl Engine {
         };
         let line = hold.describe();
         skill.hold = Some(hold);
-        self.save_state(&state).await?;
+        let seq = self.saves.bump();
+        drop(state);
+        self.save_state(seq).await?;
         Ok(line)
     }
 
@@ -940,7 +1005,9 @@ impl Engine {
         };
         let line = hold.describe();
         skill.hold = Some(hold);
-        self.save_state(&state).await?;
+        let seq = self.saves.bump();
+        drop(state);
+        self.save_state(seq).await?;
         Ok(line)
     }
 
@@ -983,7 +1050,9 @@ impl Engine {
                 }
             }
         }
-        self.save_state(&state).await?;
+        let seq = self.saves.bump();
+        drop(state);
+        self.save_state(seq).await?;
         Ok(changed)
     }
 
@@ -1304,6 +1373,10 @@ impl Engine {
         // without a state record), look for local edits, then decide.
         let mut plans = Vec::new();
         let mut recorded_changed = archived_changed;
+        // Fresh stamps only (files read again, unchanged): kept in memory
+        // and written with the next change or at the end of the pass, not
+        // worth a write of the state file per skill.
+        let mut restamped = false;
         let mut hold_for_drift: Option<String> = None;
         for tname in &skill.targets {
             let Some(target) = self.config.targets.get(tname) else {
@@ -1332,7 +1405,7 @@ impl Engine {
                             drift = Some("deleted".into());
                         } else if let Some(tree) = t.tree.as_mut() {
                             let check = check_tree(&path, tree).await?;
-                            recorded_changed |= check.restamped > 0;
+                            restamped |= check.restamped > 0;
                             if !check.is_clean() {
                                 drift = Some(format!("edited: {}", check.summary()));
                             }
@@ -1714,6 +1787,8 @@ impl Engine {
         }
         if state_changed {
             self.commit_state(&skill.name, &skill_state).await?;
+        } else if restamped {
+            self.record_state(&skill.name, &skill_state).await;
         }
         report.backups = describe_backups(&skill_state.backups);
         if let Some(c) = report
@@ -1742,9 +1817,16 @@ impl Engine {
     }
 
     async fn commit_state(&self, name: &str, skill_state: &SkillState) -> Result<()> {
+        let seq = self.record_state(name, skill_state).await;
+        self.save_state(seq).await
+    }
+
+    /// Puts `skill_state` in the in-memory state without writing it;
+    /// returns the change's number for [`Engine::save_state`].
+    async fn record_state(&self, name: &str, skill_state: &SkillState) -> u64 {
         let mut state = self.state.lock().await;
         state.skills.insert(name.to_string(), skill_state.clone());
-        self.save_state(&state).await
+        self.saves.bump()
     }
 
     /// Unpacks the cached layer into a staging dir beside the skill and swaps

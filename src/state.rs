@@ -205,29 +205,48 @@ impl State {
 
     /// Writes the state file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::State {
+        write_atomic_with(path, |out| self.write_json(out, path))
+    }
+
+    /// Streams the state file's contents to `out` (never the whole file in
+    /// memory: it grows with every skill and file installed); `path`
+    /// (where it goes) names it in errors.
+    pub fn write_json(&self, out: &mut dyn Write, path: &Path) -> Result<()> {
+        let mut buffered = std::io::BufWriter::new(out);
+        serde_json::to_writer_pretty(&mut buffered, self).map_err(|e| Error::State {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        write_atomic(path, &bytes)
+        buffered.flush().ctx("writing", path.to_path_buf())
     }
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory,
 /// fsynced, renamed over `path`, then the directory fsynced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |out| {
+        out.write_all(bytes).ctx("writing", path.to_path_buf())
+    })
+}
+
+/// [`write_atomic`], the contents streamed by `write`; its value is
+/// returned once the file is in place.
+pub fn write_atomic_with<T>(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<T>,
+) -> Result<T> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).ctx("creating directory", dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .ctx("creating temporary file in", dir)?;
-    tmp.write_all(bytes)
-        .ctx("writing", tmp.path().to_path_buf())?;
+    let value = write(tmp.as_file_mut())?;
     tmp.as_file().sync_all().ctx("syncing", path)?;
     tmp.persist(path)
         .map_err(|e| Error::io("renaming into place", path, e.error))?;
-    crate::install::sync_dir(dir)
+    crate::install::sync_dir(dir)?;
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -1226,6 +1226,17 @@ impl Publisher {
         );
     }
 
+    /// Links blob `digest` from repository `from` into `repository` without
+    /// uploading it again (a cross-repository mount). Returns false when the
+    /// registry did not mount it (it then opened an upload, left unused).
+    pub fn mount_blob(&self, repository: &str, digest: &str, from: &str) -> bool {
+        let url = format!(
+            "{}/blobs/uploads/?mount={digest}&from={from}",
+            self.base(repository)
+        );
+        self.send(|c| c.post(&url)).status() == StatusCode::CREATED
+    }
+
     /// Puts manifest `bytes` under `reference` (a tag or its digest) with
     /// `Content-Type: media_type`; returns the digest the registry reports.
     pub fn put_manifest(
