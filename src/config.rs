@@ -1467,18 +1467,6 @@ pub(crate) fn verify_for(
         .or_else(|| default.clone())
 }
 
-pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = before.matches('\n').count() + 1;
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
-}
-
 /// Checks a skill or target name: `^[a-z0-9]+(-[a-z0-9]+)*$`, at most
 /// [`MAX_NAME_LEN`] characters.
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
@@ -2713,21 +2701,6 @@ targets = []
     }
 
     // ---- helpers -------------------------------------------------------
-
-    #[test]
-    fn line_column_counts_characters() {
-        let text = "ab\nçé=x\n";
-        assert_eq!(line_column(text, 0), (1, 1));
-        assert_eq!(line_column(text, 2), (1, 3));
-        assert_eq!(line_column(text, 3), (2, 1));
-        // "çé" is four bytes, two characters.
-        assert_eq!(line_column(text, 7), (2, 3));
-        // Inside a multi-byte character: the character's own column.
-        assert_eq!(line_column(text, 4), (2, 1));
-        // Past the end.
-        assert_eq!(line_column(text, 100), (3, 1));
-        assert_eq!(line_column("", 0), (1, 1));
-    }
 
     #[test]
     fn non_ascii_columns_in_diagnostics() {

@@ -76,6 +76,23 @@ pub struct SourceFile {
     pub dir: Option<PathBuf>,
     /// Whether it is a remote fragment.
     pub remote: bool,
+    /// The offset (in `text`) where each line starts, for positions in
+    /// O(log n) however many settings a big file has.
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    /// 1-based line and column (in characters) of `offset` in `text`.
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self.line_starts[line.saturating_sub(1).min(self.line_starts.len() - 1)];
+        let column = self.text[start..offset].chars().count() + 1;
+        (line.max(1), column)
+    }
 }
 
 /// Every file read for one config, each with its own range of offsets.
@@ -112,12 +129,16 @@ impl SourceMap {
         let base = self.end;
         // One spare offset, so that an empty file has a position too.
         self.end = base + text.len() + 1;
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         self.files.push(SourceFile {
             name,
             text,
             base,
             dir,
             remote,
+            line_starts,
         });
         self.files.len() - 1
     }
@@ -146,7 +167,7 @@ impl SourceMap {
     /// The file, 1-based line and column of `offset`.
     pub fn locate(&self, offset: usize) -> Option<(&SourceFile, usize, usize)> {
         let file = self.file_at(offset)?;
-        let (line, column) = crate::config::line_column(&file.text, offset - file.base);
+        let (line, column) = file.line_column(offset - file.base);
         Some((file, line, column))
     }
 
@@ -1047,6 +1068,30 @@ fn shift_value(v: Spanned<DeValue<'_>>, base: usize) -> Spanned<DeValue<'_>> {
         other => other,
     };
     Spanned::new(span, value)
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    fn at(text: &str, offset: usize) -> (usize, usize) {
+        SourceMap::single(Path::new("f.toml"), text).files()[0].line_column(offset)
+    }
+
+    #[test]
+    fn line_column_counts_characters() {
+        let text = "ab\nçé=x\n";
+        assert_eq!(at(text, 0), (1, 1));
+        assert_eq!(at(text, 2), (1, 3));
+        assert_eq!(at(text, 3), (2, 1));
+        // "çé" is four bytes, two characters.
+        assert_eq!(at(text, 7), (2, 3));
+        // Inside a multi-byte character: the character's own column.
+        assert_eq!(at(text, 4), (2, 1));
+        // Past the end.
+        assert_eq!(at(text, 100), (3, 1));
+        assert_eq!(at("", 0), (1, 1));
+    }
 }
 
 #[cfg(test)]
