@@ -583,6 +583,9 @@ impl Daemon {
                 }
                 report
             };
+            // The permit is back: when it was the last pass running, what
+            // the passes freed goes back to the system.
+            crate::memory::trim_when_idle(self.limit.available_permits() == CONCURRENCY);
             log_report(&report);
             let interval = self.engine().config().daemon.poll_interval;
             let delay = if report.state == SyncState::Error {

@@ -60,6 +60,8 @@
 //!   to systemd (`$NOTIFY_SOCKET`); a no-op elsewhere.
 //! - [`logging`]: the `tracing` subscriber: text or JSON on stderr, plain
 //!   under the journal, `RUST_LOG` filtering.
+//! - [`memory`]: freed heap handed back to the system when the daemon is
+//!   idle (glibc keeps it otherwise).
 //! - [`error`]: the library's error type.
 
 pub mod auth;
@@ -75,6 +77,7 @@ pub mod layers;
 pub mod lock;
 pub mod logging;
 pub mod manifest;
+pub mod memory;
 pub mod ownership;
 pub mod paths;
 pub mod provenance;

@@ -48,6 +48,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    skillsyncd::memory::limit_arenas();
     let args = Args::parse();
     logging::init(args.log_format);
     match run(args) {
