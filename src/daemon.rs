@@ -583,9 +583,7 @@ impl Daemon {
                 }
                 report
             };
-            // The permit is back: when it was the last pass running, what
-            // the passes freed goes back to the system.
-            crate::memory::trim_when_idle(self.limit.available_permits() == CONCURRENCY);
+            crate::memory::after_pass();
             log_report(&report);
             let interval = self.engine().config().daemon.poll_interval;
             let delay = if report.state == SyncState::Error {
@@ -1187,6 +1185,11 @@ pub async fn run(
     // Watchdog pings come from this loop itself, so a stuck loop is not
     // masked by a healthy timer task.
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
+    // What passes free goes back to the system once none is running.
+    let limit = daemon.limit.clone();
+    let trimmer = tokio::spawn(crate::memory::trim_loop(move || {
+        limit.available_permits() == CONCURRENCY
+    }));
 
     notifier.ready();
     notifier.status(&daemon.summary());
@@ -1240,6 +1243,7 @@ pub async fn run(
 
     tracing::info!("shutting down");
     notifier.stopping();
+    trimmer.abort();
     let _ = stop_tx.send(true);
     daemon.shutdown().await;
     if let Err(e) = server_task.await {

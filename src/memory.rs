@@ -10,19 +10,19 @@
 //! - [`limit_arenas`] at start: at most two arenas (the runtime's worker
 //!   and blocking threads share them), so freed memory is not scattered
 //!   over a dozen.
-//! - [`trim_when_idle`] after a pass: when no other pass runs, and at most
-//!   once per [`TRIM_EVERY`], `malloc_trim(0)` returns the free pages.
+//! - [`trim_loop`]: every [`TRIM_EVERY`], when a pass ended since the last
+//!   look and none is running, `malloc_trim(0)` returns the free pages.
 //!
 //! Both are no-ops off glibc.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-/// The shortest time between two trims.
+/// How often an idle daemon looks whether there is heap to give back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(10);
 
-/// Seconds since the epoch of the last trim.
-static LAST_TRIM: AtomicU64 = AtomicU64::new(0);
+/// Set by every pass; cleared by the trim that follows.
+static PENDING: AtomicBool = AtomicBool::new(false);
 
 /// Caps glibc's malloc arenas at two; call once, early in `main`.
 pub fn limit_arenas() {
@@ -34,29 +34,32 @@ pub fn limit_arenas() {
     }
 }
 
-/// Returns free heap pages to the system, unless that was done less than
-/// [`TRIM_EVERY`] ago; `idle` says no pass is running.
-pub fn trim_when_idle(idle: bool) {
-    if !idle {
-        return;
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let last = LAST_TRIM.load(Ordering::Relaxed);
-    if now.saturating_sub(last) < TRIM_EVERY.as_secs()
-        || LAST_TRIM
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-    {
-        return;
+/// A pass ended: what it freed may be given back once the daemon is idle.
+pub fn after_pass() {
+    PENDING.store(true, Ordering::Relaxed);
+}
+
+/// Gives free heap back when a pass ended since the last time and `idle`
+/// says none is running; true when it did.
+pub fn trim_if_due(idle: bool) -> bool {
+    if !idle || !PENDING.swap(false, Ordering::Relaxed) {
+        return false;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory at the top of the heap
     // and unused pages inside it; it takes the allocator's own locks.
     unsafe {
         libc::malloc_trim(0);
+    }
+    true
+}
+
+/// Every [`TRIM_EVERY`], gives back what the passes since freed, while
+/// `idle()`; runs until the runtime stops.
+pub async fn trim_loop(idle: impl Fn() -> bool) {
+    loop {
+        tokio::time::sleep(TRIM_EVERY).await;
+        trim_if_due(idle());
     }
 }
 
@@ -65,19 +68,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trims_at_most_once_per_period_and_only_when_idle() {
+    fn trims_once_after_a_pass_and_only_when_idle() {
         limit_arenas();
-        LAST_TRIM.store(0, Ordering::Relaxed);
-        trim_when_idle(false);
-        assert_eq!(LAST_TRIM.load(Ordering::Relaxed), 0, "busy: no trim");
-        trim_when_idle(true);
-        let first = LAST_TRIM.load(Ordering::Relaxed);
-        assert!(first > 0);
-        trim_when_idle(true);
-        assert_eq!(
-            LAST_TRIM.load(Ordering::Relaxed),
-            first,
-            "not twice in a period"
-        );
+        after_pass();
+        assert!(!trim_if_due(false), "busy: no trim");
+        assert!(trim_if_due(true));
+        assert!(!trim_if_due(true), "nothing new since");
     }
 }

@@ -483,7 +483,9 @@ fn steady(bench: &mut Bench) {
             pass,
             "",
         );
-        std::thread::sleep(Duration::from_secs(2));
+        // Idle: past the daemon's next look for freed heap to give back
+        // (`skillsyncd::memory::TRIM_EVERY`).
+        std::thread::sleep(skillsyncd::memory::TRIM_EVERY + Duration::from_secs(2));
         let sample = proc_sample(daemon.id());
         idle_rss.push((n, sample.rss_kib));
         let goal = match n {
