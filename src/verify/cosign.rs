@@ -124,7 +124,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixtures() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/cosign")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cosign")
     }
 
     fn read(path: &str) -> Vec<u8> {

@@ -407,7 +407,7 @@ mod tests {
     use super::*;
     use crate::paths::env_of;
 
-    const KEY: &str = "../shared/fixtures/cosign/legacy-containers-image-valid/cosign.pub";
+    const KEY: &str = "tests/fixtures/cosign/legacy-containers-image-valid/cosign.pub";
 
     fn key_path() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(KEY)
