@@ -459,15 +459,7 @@ fn steady(bench: &mut Bench) {
         eprintln!("  requests by kind: {:?}", counts.by_kind());
 
         bench.progress(&format!("steady state at {n}: the daemon"));
-        let log = File::create(bench.log(&format!("daemon-{n}"))).expect("create a daemon log");
-        let mut command = env.daemon();
-        command
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone a file handle"))
-            .stderr(log);
-        let daemon = KillOnDrop::spawn(&mut command);
-        wait_ready(&env, &bench.log(&format!("daemon-{n}")));
+        let daemon = start_daemon(bench, &env, &format!("daemon-{n}"));
         let mut pass = Sample::default();
         for _ in 0..bench.options.runs {
             let start = Instant::now();
@@ -689,15 +681,7 @@ fn latency(bench: &mut Bench) {
         &[(name.to_owned(), Follow::Channel)],
         "",
     ));
-    let log = File::create(bench.log("daemon-latency")).expect("create a daemon log");
-    let mut command = env.daemon();
-    command
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone a file handle"))
-        .stderr(log);
-    let daemon = KillOnDrop::spawn(&mut command);
-    wait_ready(&env, &bench.log("daemon-latency"));
+    let daemon = start_daemon(bench, &env, "daemon-latency");
     ctl_ok(&env, &["sync", name, "--wait"]);
     let mut latency = Sample::default();
     for i in 1..=bench.options.runs.max(5) {
@@ -841,4 +825,19 @@ fn print_table(bench: &Bench) {
             row.goal
         );
     }
+}
+
+/// Starts the daemon in `env`, its output in the log `name`, and waits
+/// until it answers.
+fn start_daemon(bench: &Bench, env: &TestEnv, name: &str) -> KillOnDrop {
+    let log = File::create(bench.log(name)).expect("create a daemon log");
+    let mut command = env.daemon();
+    command
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone a file handle"))
+        .stderr(log);
+    let daemon = KillOnDrop::spawn(&mut command);
+    wait_ready(env, &bench.log(name));
+    daemon
 }

@@ -221,20 +221,8 @@ mod tests {
 
     use super::*;
     use base64::Engine as _;
-    use std::path::PathBuf;
 
-    fn fixtures() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cosign")
-    }
-
-    fn read(path: &str) -> Vec<u8> {
-        let p = fixtures().join(path);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
-
-    fn key(path: &str) -> TrustedKey {
-        TrustedKey::load(&fixtures().join(path)).unwrap()
-    }
+    use crate::verify::fixtures::{key, read};
 
     fn dsse_subject() -> Digest {
         String::from_utf8(read("v3-bundle-dsse-cloud-boot/subject-digest.txt"))

@@ -121,23 +121,11 @@ mod tests {
     //! (fixtures from containers/image), verified exactly as provided.
 
     use super::*;
-    use std::path::PathBuf;
 
-    fn fixtures() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cosign")
-    }
-
-    fn read(path: &str) -> Vec<u8> {
-        let p = fixtures().join(path);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
+    use crate::verify::fixtures::{key, read};
 
     fn text(path: &str) -> String {
         String::from_utf8(read(path)).unwrap()
-    }
-
-    fn key(path: &str) -> TrustedKey {
-        TrustedKey::load(&fixtures().join(path)).unwrap()
     }
 
     fn digest_of(path: &str) -> Digest {

@@ -721,6 +721,31 @@ async fn equivalent(
     Ok(None)
 }
 
+/// The cosign vectors in `tests/fixtures/cosign/` (made by the real cosign
+/// tool), for the unit tests of every verifier.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::path::PathBuf;
+
+    use super::keys::TrustedKey;
+
+    /// The fixtures folder.
+    pub fn dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cosign")
+    }
+
+    /// The exact bytes of a fixture file.
+    pub fn read(path: &str) -> Vec<u8> {
+        let p = dir().join(path);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// A fixture's public key.
+    pub fn key(path: &str) -> TrustedKey {
+        TrustedKey::load(&dir().join(path)).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
