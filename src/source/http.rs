@@ -424,13 +424,12 @@ impl Http {
         let allowed =
             may_send_credentials(&realm_url, call.registry, self.is_insecure(call.registry));
         let credential = match credential {
-            Some(c) if !allowed => {
+            Some(_) if !allowed => {
                 tracing::warn!(
                     registry = %endpoint,
                     realm = %realm_url,
                     "credentials withheld from a token service that is not HTTPS on another host; asking anonymously"
                 );
-                let _ = c;
                 None
             }
             other => other,
