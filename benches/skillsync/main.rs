@@ -831,7 +831,18 @@ fn print_table(bench: &Bench) {
 /// until it answers.
 fn start_daemon(bench: &Bench, env: &TestEnv, name: &str) -> KillOnDrop {
     let log = File::create(bench.log(name)).expect("create a daemon log");
-    let mut command = env.daemon();
+    // `SKILLSYNC_BENCH_WRAP_DAEMON` (e.g. `heaptrack -o /tmp/ht`) profiles
+    // the daemon as `SKILLSYNC_BENCH_WRAP` does the `--once` runs.
+    let wrap = std::env::var("SKILLSYNC_BENCH_WRAP_DAEMON").unwrap_or_default();
+    let mut wrap = wrap.split_whitespace();
+    let mut command = match wrap.next() {
+        Some(program) => {
+            let mut command = env.command(program);
+            command.args(wrap).arg(support::SKILLSYNCD);
+            command
+        }
+        None => env.daemon(),
+    };
     command
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
