@@ -1394,7 +1394,7 @@ impl Engine {
                     if edited {
                         drift = Some("edited since it was installed".into());
                     }
-                    skill_state.targets.insert(tname.clone(), rec);
+                    skill_state.targets.insert(tname.clone(), Box::new(rec));
                     recorded_changed = true;
                 }
             }
@@ -1461,7 +1461,7 @@ impl Engine {
                     )),
                 },
                 None => plan_target(
-                    skill_state.targets.get(tname),
+                    skill_state.targets.get(tname).map(|t| &**t),
                     present,
                     &known.manifest_digest,
                     &known.layer_digest,
@@ -1487,12 +1487,12 @@ impl Engine {
                     // Ours from here on: the install replaces it.
                     skill_state.targets.insert(
                         tname.clone(),
-                        TargetState {
+                        Box::new(TargetState {
                             path: path.clone(),
                             installed: None,
                             pending: None,
                             tree: None,
-                        },
+                        }),
                     );
                     recorded_changed = true;
                     report.record(
@@ -1672,16 +1672,15 @@ impl Engine {
                     };
                     // Mark the folder ours before it appears, so a crash
                     // after the swap cannot make it a stranger's.
-                    let entry =
-                        skill_state
-                            .targets
-                            .entry(target.name.clone())
-                            .or_insert(TargetState {
-                                path: path.clone(),
-                                installed: None,
-                                pending: None,
-                                tree: None,
-                            });
+                    let entry = skill_state
+                        .targets
+                        .entry(target.name.clone())
+                        .or_insert(Box::new(TargetState {
+                            path: path.clone(),
+                            installed: None,
+                            pending: None,
+                            tree: None,
+                        }));
                     entry.path = path.clone();
                     entry.pending = Some(known.layer_digest.clone());
                     self.commit_state(&skill.name, &skill_state).await?;
@@ -1690,14 +1689,16 @@ impl Engine {
                         .await
                     {
                         Ok(tree) => {
-                            let entry = skill_state.targets.entry(target.name.clone()).or_insert(
-                                TargetState {
-                                    path: path.clone(),
-                                    installed: None,
-                                    pending: None,
-                                    tree: None,
-                                },
-                            );
+                            let entry =
+                                skill_state
+                                    .targets
+                                    .entry(target.name.clone())
+                                    .or_insert(Box::new(TargetState {
+                                        path: path.clone(),
+                                        installed: None,
+                                        pending: None,
+                                        tree: None,
+                                    }));
                             entry.pending = None;
                             entry.tree = Some(tree);
                             let replaced = entry.installed.replace(Installed {

@@ -43,9 +43,10 @@ pub struct SkillState {
     /// What `ref_digest` resolved to (the image manifest and its layer).
     #[serde(default)]
     pub current: Option<Installed>,
-    /// Per target name.
+    /// Per target name. Boxed: a map node has room for eleven values,
+    /// and most skills have one or two targets.
     #[serde(default)]
-    pub targets: BTreeMap<String, TargetState>,
+    pub targets: BTreeMap<String, Box<TargetState>>,
     /// Earlier installed generations, newest first (bounded by
     /// `[daemon] generations`); their layers stay cached for rollback.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -273,7 +274,7 @@ mod tests {
                 highest_version: None,
                 targets: BTreeMap::from([(
                     "claude".into(),
-                    TargetState {
+                    Box::new(TargetState {
                         path: "/x/hello".into(),
                         installed: Some(Installed {
                             manifest_digest: Digest::of(b"m"),
@@ -284,7 +285,7 @@ mod tests {
                         }),
                         pending: None,
                         tree: None,
-                    },
+                    }),
                 )]),
             },
         );
