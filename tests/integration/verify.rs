@@ -83,6 +83,20 @@ impl World {
         self.publisher.push(image).manifest_digest
     }
 
+    /// Publishes `image` with a DSSE bundle by `signer` attached as a
+    /// referrer (the referrers tag scheme; distribution 2.8 has no API).
+    fn publish_with_dsse_bundle(&self, image: &BuiltImage, signer: &Signer) {
+        let digest = self.publish(image);
+        let bundle = dsse_bundle(signer, &digest);
+        push_bundle_referrer(
+            &self.publisher,
+            &self.repository(),
+            &digest,
+            image.manifest_bytes.len() as u64,
+            bundle,
+        );
+    }
+
     fn sign(&self, digest: &str) {
         sign_image(&self.publisher, &self.signer, &self.repository(), digest);
     }
@@ -346,30 +360,12 @@ fn an_oversized_signature_manifest_is_refused() {
 fn a_sigstore_bundle_referrer_by_a_trusted_key_is_accepted() {
     let w = World::new();
     w.installed_signed_1_0_0();
-    let image = hello("1.1.0").build();
-    let digest = w.publish(&image);
-    let bundle = dsse_bundle(&w.signer, &digest);
-    push_bundle_referrer(
-        &w.publisher,
-        &w.repository(),
-        &digest,
-        image.manifest_bytes.len() as u64,
-        bundle,
-    );
+    w.publish_with_dsse_bundle(&hello("1.1.0").build(), &w.signer);
     let out = w.once_ok();
     assert!(out.contains("verified: Sigstore bundle by"), "{out}");
     assert_eq!(w.installed().as_deref(), Some("1.1.0"));
     // One by another key is not.
-    let image = hello("1.2.0").build();
-    let digest = w.publish(&image);
-    let bundle = dsse_bundle(&Signer::new("intruder"), &digest);
-    push_bundle_referrer(
-        &w.publisher,
-        &w.repository(),
-        &digest,
-        image.manifest_bytes.len() as u64,
-        bundle,
-    );
+    w.publish_with_dsse_bundle(&hello("1.2.0").build(), &Signer::new("intruder"));
     let err = w.once_refused();
     assert!(err.contains("signed by an unknown key"), "{err}");
     assert_eq!(w.installed().as_deref(), Some("1.1.0"));
