@@ -219,9 +219,6 @@ pub async fn pass(engine: &Engine) -> Vec<SkillReport> {
         .collect()
         .await;
     reports.sort_by(|a, b| a.name.cmp(&b.name));
-    if let Err(e) = engine.flush_state().await {
-        tracing::warn!("writing the state file failed: {e}");
-    }
     if let Err(e) = engine.collect_garbage().await {
         tracing::warn!("cache clean-up failed: {e}");
     }
@@ -439,7 +436,10 @@ impl Daemon {
             Ok(events) => daemon.push_events(events),
             Err(e) => tracing::warn!("removing skills no longer configured: {e}"),
         }
-        let state = engine.state().await;
+        let state = engine.state().await.unwrap_or_else(|e| {
+            tracing::warn!("reading the state: {e}");
+            State::default()
+        });
         daemon.refresh_unmanaged(&engine, &state);
         for skill in engine.config().skills.values() {
             daemon.add_slot(skill.clone(), &engine, &state);
@@ -577,11 +577,7 @@ impl Daemon {
                 let engine = self.engine();
                 // Boxed: inline, the whole sync's state machine would be
                 // part of every slot's task for the daemon's lifetime.
-                let report = Box::pin(engine.sync(&skill)).await;
-                if let Err(e) = engine.flush_state().await {
-                    tracing::warn!(skill = %skill.name, "writing the state file failed: {e}");
-                }
-                report
+                Box::pin(engine.sync(&skill)).await
             };
             crate::memory::after_pass();
             log_report(&report);
@@ -887,7 +883,10 @@ impl Daemon {
             Ok(events) => self.push_events(events),
             Err(e) => tracing::warn!("removing skills no longer configured: {e}"),
         }
-        let state = engine.state().await;
+        let state = engine.state().await.unwrap_or_else(|e| {
+            tracing::warn!("reading the state: {e}");
+            State::default()
+        });
         for name in added.iter().chain(changed.iter()) {
             if let Some(skill) = engine.config().skills.get(name) {
                 self.add_slot(skill.clone(), &engine, &state);
@@ -1060,6 +1059,10 @@ impl Controller for Daemon {
             )));
         }
         let engine = self.engine();
+        // Not in the middle of a pass of the skill, whose record would
+        // otherwise overwrite the hold.
+        let pass_lock = self.pass_lock(&name);
+        let pass = pass_lock.lock().await;
         let message = match action {
             HoldAction::Hold => engine.hold(&name).await,
             HoldAction::Rollback => engine.rollback(&name).await,
@@ -1072,6 +1075,7 @@ impl Controller for Daemon {
             }),
         }
         .map_err(|e| ActionError::Refused(e.to_string()))?;
+        drop(pass);
         tracing::info!(skill = %name, "{message}");
         let kind = match action {
             HoldAction::Hold => EventKind::Hold,

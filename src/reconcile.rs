@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use serde::Serialize;
@@ -35,7 +34,7 @@ use crate::provenance::{self, Provenance};
 use crate::reference::{Digest, ImageRef};
 use crate::source::{Source, SourceError, Sources};
 use crate::state::{
-    Backup, Hold, HoldReason, Installed, SkillState, State, TargetState, Verification,
+    Backup, Hold, HoldReason, Installed, SkillState, State, Store, TargetState, Verification,
 };
 use crate::tree::{self, TreeRecord};
 use crate::unpack;
@@ -217,12 +216,14 @@ pub struct Engine {
     sources: Sources,
     cache: Cache,
     limits: unpack::Limits,
-    /// Shared with the engines built from later configs (see
-    /// [`Engine::reconfigured`]).
-    state: Arc<Mutex<State>>,
-    state_path: PathBuf,
-    /// Writes of the state file, shared like `state`.
-    saves: Arc<Saves>,
+    /// The per-skill state records; shared with the engines built from
+    /// later configs (see [`Engine::reconfigured`]).
+    state: Arc<Store>,
+    /// Where the state (and backups) live.
+    state_dir: PathBuf,
+    /// One read-modify-write of a record outside a skill's pass at a time
+    /// (hold, rollback, resume, prune); shared like `state`.
+    edits: Arc<Mutex<()>>,
     /// Plan only: resolve and compare, but write nothing anywhere (no
     /// target, no state, no cache); changes are reported as "would ...".
     dry_run: bool,
@@ -259,31 +260,6 @@ fn pins_lower(selector: &Selector, offered: &semver::Version, highest: &semver::
         Selector::Digest(_) => true,
         Selector::Tag(t) => channel::parse_tag(t).is_some_and(|t| &t.version == offered),
         Selector::Channel { version, .. } => version.as_ref().is_some_and(|r| !r.matches(highest)),
-    }
-}
-
-/// Writes of the state file, coalesced and in order.
-///
-/// Every change to the in-memory state takes a number ([`Saves::bump`],
-/// under the state lock). A write takes `written` for its whole length,
-/// then serialises the state as it is by then, so it holds every change
-/// numbered so far; a caller whose change such a write already carried
-/// returns without writing. Concurrent syncs thus share one write instead
-/// of each rewriting the whole file (which made a pass over n skills cost
-/// O(n²)), and no older snapshot can land after a newer one. Lock order:
-/// `written`, then the state; never the reverse.
-#[derive(Debug, Default)]
-struct Saves {
-    /// The number of the latest change.
-    changed: AtomicU64,
-    /// The number of the latest change the file on disk holds.
-    written: Mutex<u64>,
-}
-
-impl Saves {
-    /// Numbers a change; call with the state lock held.
-    fn bump(&self) -> u64 {
-        self.changed.fetch_add(1, Ordering::SeqCst) + 1
     }
 }
 
@@ -375,12 +351,11 @@ fn exists(path: &Path) -> bool {
 impl Engine {
     /// Builds an engine: sources for the config, the cache, the state file.
     pub fn new(config: Config, state_dir: &Path, cache_dir: &Path) -> Result<Engine> {
-        let state_path = state_dir.join("state.json");
-        let state = State::load(&state_path)?;
+        let state = Store::open(state_dir)?;
         Self::build(
             config,
-            Arc::new(Mutex::new(state)),
-            state_path,
+            Arc::new(state),
+            state_dir.to_path_buf(),
             Arc::default(),
             Cache::new(cache_dir),
         )
@@ -388,9 +363,9 @@ impl Engine {
 
     fn build(
         config: Config,
-        state: Arc<Mutex<State>>,
-        state_path: PathBuf,
-        saves: Arc<Saves>,
+        state: Arc<Store>,
+        state_dir: PathBuf,
+        edits: Arc<Mutex<()>>,
         cache: Cache,
     ) -> Result<Engine> {
         let sources = Sources::new(&config)?;
@@ -404,8 +379,8 @@ impl Engine {
             cache,
             limits,
             state,
-            state_path,
-            saves,
+            state_dir,
+            edits,
             config,
             dry_run: false,
             containers: load_containers_policy(),
@@ -421,11 +396,11 @@ impl Engine {
     /// A dry-run copy: the same config, a private copy of the state, and
     /// nothing written anywhere; each pass reports what it would do.
     pub async fn dry_run(&self) -> Result<Engine> {
-        let state = self.state.lock().await.clone();
+        let state = self.state().await?;
         let mut engine = Self::build(
             self.config.clone(),
-            Arc::new(Mutex::new(state)),
-            self.state_path.clone(),
+            Arc::new(Store::memory(state)),
+            self.state_dir.clone(),
             Arc::default(),
             self.cache.clone(),
         )?;
@@ -444,15 +419,26 @@ impl Engine {
         Self::build(
             config,
             self.state.clone(),
-            self.state_path.clone(),
-            self.saves.clone(),
+            self.state_dir.clone(),
+            self.edits.clone(),
             self.cache.clone(),
         )
     }
 
-    /// A copy of the recorded state.
-    pub async fn state(&self) -> State {
-        self.state.lock().await.clone()
+    /// Every skill's recorded state, read from the state files.
+    pub async fn state(&self) -> Result<State> {
+        let store = self.state.clone();
+        tokio::task::spawn_blocking(move || store.load_all())
+            .await
+            .map_err(|e| Error::Task(format!("reading the state failed: {e}")))?
+    }
+
+    /// Skill `name`'s recorded state.
+    async fn load_state(&self, name: &str) -> Result<Option<SkillState>> {
+        let (store, name) = (self.state.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || store.load(&name))
+            .await
+            .map_err(|e| Error::Task(format!("reading the state failed: {e}")))?
     }
 
     /// The configuration this engine runs.
@@ -485,7 +471,8 @@ impl Engine {
                 ));
             }
         }
-        if let Some(dir) = self.state_path.parent() {
+        crate::cache::remove_temporaries(&self.state_dir)?;
+        if let Some(dir) = self.state.dir() {
             crate::cache::remove_temporaries(dir)?;
         }
         let n = self.cache.clean_partials()?;
@@ -495,51 +482,12 @@ impl Engine {
         Ok(notes)
     }
 
-    /// Makes change `seq` (from [`Saves::bump`]) durable: returns once the
-    /// state file holds it, writing the state unless a write since the
-    /// change already did. Call without the state lock.
-    async fn save_state(&self, seq: u64) -> Result<()> {
-        if self.dry_run {
-            return Ok(());
-        }
-        let mut written = self.saves.written.lock().await;
-        if *written >= seq {
-            return Ok(());
-        }
-        let (state, saves, path) = (
-            self.state.clone(),
-            self.saves.clone(),
-            self.state_path.clone(),
-        );
-        // Streamed to the file under the state lock (a page-cache write),
-        // synced after it is released.
-        let upto = tokio::task::spawn_blocking(move || {
-            crate::state::write_atomic_with(&path, |out| {
-                let state = state.blocking_lock();
-                let upto = saves.changed.load(Ordering::SeqCst);
-                state.write_json(out, &path)?;
-                Ok(upto)
-            })
-        })
-        .await
-        .map_err(|e| Error::Task(format!("state writer failed: {e}")))??;
-        *written = upto;
-        Ok(())
-    }
-
-    /// Writes the changes kept in memory only (fresh stamps of files that
-    /// were read again and found unchanged), if there are any.
-    pub async fn flush_state(&self) -> Result<()> {
-        self.save_state(self.saves.changed.load(Ordering::SeqCst))
-            .await
-    }
-
     /// Deletes cached layers no target uses any more.
     pub async fn collect_garbage(&self) -> Result<usize> {
         if self.dry_run {
             return Ok(0);
         }
-        let state = self.state.lock().await;
+        let state = self.state().await?;
         let keep = state
             .skills
             .values()
@@ -554,7 +502,6 @@ impl Engine {
                     .chain(s.ref_digest.clone())
             })
             .collect();
-        drop(state);
         self.cache.collect_garbage(&keep)
     }
 
@@ -778,10 +725,11 @@ impl Engine {
     /// Returns what was done, as events.
     pub async fn prune(&self) -> Result<Vec<Event>> {
         let mut events = Vec::new();
-        let mut state = self.state.lock().await;
-        let mut changed = false;
+        let _edits = self.edits.lock().await;
+        let mut state = self.state().await?;
         let names: Vec<String> = state.skills.keys().cloned().collect();
         for name in names {
+            let mut changed = false;
             let configured = self.config.skills.get(&name);
             let Some(skill_state) = state.skills.get_mut(&name) else {
                 continue;
@@ -846,14 +794,14 @@ impl Engine {
                 }
             }
             if configured.is_none() && skill_state.targets.is_empty() {
-                state.skills.remove(&name);
-                changed = true;
+                let store = self.state.clone();
+                let forget = name.clone();
+                tokio::task::spawn_blocking(move || store.remove(&forget))
+                    .await
+                    .map_err(|e| Error::Task(format!("prune failed: {e}")))??;
+            } else if changed {
+                self.commit_state(&name, skill_state).await?;
             }
-        }
-        if changed {
-            let seq = self.saves.bump();
-            drop(state);
-            self.save_state(seq).await?;
         }
         Ok(events)
     }
@@ -923,9 +871,7 @@ impl Engine {
             .to_string()
             .replace(':', "");
         let dest = self
-            .state_path
-            .parent()
-            .unwrap_or(Path::new("."))
+            .state_dir
             .join("backups")
             .join(skill)
             .join(format!("{target}-{stamp}"));
@@ -940,8 +886,9 @@ impl Engine {
     /// Freezes a skill at the version installed now: later passes keep it
     /// and resolve nothing until [`Engine::resume`].
     pub async fn hold(&self, name: &str) -> Result<String> {
-        let mut state = self.state.lock().await;
-        let skill = state.skills.get_mut(name).ok_or_else(|| {
+        let _edits = self.edits.lock().await;
+        let mut recorded = self.load_state(name).await?;
+        let skill = recorded.as_mut().ok_or_else(|| {
             Error::NoVersion(format!(
                 "{name} has not been installed yet; nothing to hold"
             ))
@@ -962,17 +909,16 @@ impl Engine {
         };
         let line = hold.describe();
         skill.hold = Some(hold);
-        let seq = self.saves.bump();
-        drop(state);
-        self.save_state(seq).await?;
+        self.commit_state(name, skill).await?;
         Ok(line)
     }
 
     /// Holds a skill at its previous generation; the next pass reinstalls
     /// it from the cache, with no network.
     pub async fn rollback(&self, name: &str) -> Result<String> {
-        let mut state = self.state.lock().await;
-        let skill = state.skills.get_mut(name).ok_or_else(|| {
+        let _edits = self.edits.lock().await;
+        let mut recorded = self.load_state(name).await?;
+        let skill = recorded.as_mut().ok_or_else(|| {
             Error::NoVersion(format!(
                 "{name} has not been installed yet; nothing to roll back"
             ))
@@ -1005,9 +951,7 @@ impl Engine {
         };
         let line = hold.describe();
         skill.hold = Some(hold);
-        let seq = self.saves.bump();
-        drop(state);
-        self.save_state(seq).await?;
+        self.commit_state(name, skill).await?;
         Ok(line)
     }
 
@@ -1016,8 +960,8 @@ impl Engine {
     /// baseline, so they no longer count as drift), and a folder deleted by
     /// hand is installed again. Returns whether anything changed.
     pub async fn resume(&self, name: &str) -> Result<bool> {
-        let mut state = self.state.lock().await;
-        let Some(skill) = state.skills.get_mut(name) else {
+        let _edits = self.edits.lock().await;
+        let Some(mut skill) = self.load_state(name).await? else {
             return Ok(false);
         };
         let mut changed = skill.hold.take().is_some();
@@ -1050,9 +994,7 @@ impl Engine {
                 }
             }
         }
-        let seq = self.saves.bump();
-        drop(state);
-        self.save_state(seq).await?;
+        self.commit_state(name, &skill).await?;
         Ok(changed)
     }
 
@@ -1078,7 +1020,14 @@ impl Engine {
             served_by: None,
             verification: None,
         };
-        let prev = self.state.lock().await.skills.get(&skill.name).cloned();
+        let prev = match self.load_state(&skill.name).await {
+            Ok(prev) => prev,
+            Err(e) => {
+                report.state = SyncState::Error;
+                report.error = Some(e.to_string());
+                return report;
+            }
+        };
         report.backups = prev_backups(prev.as_ref());
         if let Some(hold) = prev.as_ref().and_then(|p| p.hold.clone()) {
             // Frozen: no resolution, no network; the held version is kept
@@ -1590,6 +1539,25 @@ impl Engine {
             });
         }
 
+        // Mark every folder about to be installed ours before any appears,
+        // in one write: a crash after a swap cannot make it a stranger's.
+        if layer_blob.is_some() {
+            for (target, path, _) in plans.iter().filter(|(_, _, p)| *p == TargetPlan::Install) {
+                let entry = skill_state
+                    .targets
+                    .entry(target.name.clone())
+                    .or_insert(Box::new(TargetState {
+                        path: path.clone(),
+                        installed: None,
+                        pending: None,
+                        tree: None,
+                    }));
+                entry.path = path.clone();
+                entry.pending = Some(known.layer_digest.clone());
+            }
+            self.commit_state(&skill.name, &skill_state).await?;
+        }
+
         // Steps 4 and 5, target by target.
         let mut first_error: Option<String> = None;
         let mut archive_rejected = false;
@@ -1663,6 +1631,9 @@ impl Engine {
                     tr.error = Some(why);
                 }
                 TargetPlan::Install if archive_rejected => {
+                    // Not attempted: the archive failed in another target.
+                    Self::unmark_pending(&mut skill_state, &target.name, &path);
+                    state_changed = true;
                     tr.state = TargetSync::Error;
                     tr.error = first_error.clone();
                 }
@@ -1670,20 +1641,6 @@ impl Engine {
                     let Some(blob) = layer_blob.clone() else {
                         continue;
                     };
-                    // Mark the folder ours before it appears, so a crash
-                    // after the swap cannot make it a stranger's.
-                    let entry = skill_state
-                        .targets
-                        .entry(target.name.clone())
-                        .or_insert(Box::new(TargetState {
-                            path: path.clone(),
-                            installed: None,
-                            pending: None,
-                            tree: None,
-                        }));
-                    entry.path = path.clone();
-                    entry.pending = Some(known.layer_digest.clone());
-                    self.commit_state(&skill.name, &skill_state).await?;
                     match self
                         .install_one(&blob, &target.path, &skill.name, known)
                         .await
@@ -1740,12 +1697,7 @@ impl Engine {
                             report.record(kind, Some(&target.name), known, message);
                         }
                         Err(e) => {
-                            if let Some(entry) = skill_state.targets.get_mut(&target.name) {
-                                entry.pending = None;
-                                if entry.installed.is_none() && !exists(&path) {
-                                    skill_state.targets.remove(&target.name);
-                                }
-                            }
+                            Self::unmark_pending(&mut skill_state, &target.name, &path);
                             state_changed = true;
                             let msg = e.to_string();
                             archive_rejected = matches!(
@@ -1789,7 +1741,11 @@ impl Engine {
         if state_changed {
             self.commit_state(&skill.name, &skill_state).await?;
         } else if restamped {
-            self.record_state(&skill.name, &skill_state).await;
+            // Fresh stamps only: worth keeping (the next check need not read
+            // those files again), not worth failing the pass over.
+            if let Err(e) = self.commit_state(&skill.name, &skill_state).await {
+                tracing::warn!(skill = %skill.name, "recording fresh file stamps: {e}");
+            }
         }
         report.backups = describe_backups(&skill_state.backups);
         if let Some(c) = report
@@ -1817,17 +1773,25 @@ impl Engine {
         Ok(())
     }
 
-    async fn commit_state(&self, name: &str, skill_state: &SkillState) -> Result<()> {
-        let seq = self.record_state(name, skill_state).await;
-        self.save_state(seq).await
+    /// Undoes the `pending` mark of an install that did not happen (the
+    /// record goes if nothing was installed there before).
+    fn unmark_pending(skill_state: &mut SkillState, target: &str, path: &Path) {
+        if let Some(entry) = skill_state.targets.get_mut(target) {
+            entry.pending = None;
+            if entry.installed.is_none() && !exists(path) {
+                skill_state.targets.remove(target);
+            }
+        }
     }
 
-    /// Puts `skill_state` in the in-memory state without writing it;
-    /// returns the change's number for [`Engine::save_state`].
-    async fn record_state(&self, name: &str, skill_state: &SkillState) -> u64 {
-        let mut state = self.state.lock().await;
-        state.skills.insert(name.to_string(), skill_state.clone());
-        self.saves.bump()
+    /// Records `skill_state` as skill `name`'s state, durably (nothing is
+    /// written in a dry run: its store is a private copy in memory).
+    async fn commit_state(&self, name: &str, skill_state: &SkillState) -> Result<()> {
+        let (store, name, skill_state) =
+            (self.state.clone(), name.to_string(), skill_state.clone());
+        tokio::task::spawn_blocking(move || store.save(&name, &skill_state))
+            .await
+            .map_err(|e| Error::Task(format!("writing the state failed: {e}")))?
     }
 
     /// Unpacks the cached layer into a staging dir beside the skill and swaps

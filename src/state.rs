@@ -1,10 +1,16 @@
-//! What is installed where: the state file, written atomically.
+//! What is installed where: one state file per skill, written atomically.
 //!
-//! `<state dir>/state.json` records, per skill and target, the manifest
-//! digest, layer digest, version and lifecycle status installed. A target
-//! whose install has begun but not been recorded carries `pending`, so a
-//! crash between the swap and the record does not turn our own folder into
-//! a stranger's.
+//! `<state dir>/skills/<name>.json` records, per target, the manifest
+//! digest, layer digest, version and lifecycle status installed, and the
+//! tree as installed. A target whose install has begun but not been
+//! recorded carries `pending`, so a crash between the swap and the record
+//! does not turn our own folder into a stranger's.
+//!
+//! A file per skill keeps each write the size of one skill's record (one
+//! file for everything made installing n skills cost O(n²)), and lets the
+//! daemon read a skill's record when it works on it instead of keeping
+//! every record in memory. The single `state.json` of format 1 is split
+//! into per-skill files the first time a [`Store`] opens the directory.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,8 +23,18 @@ use crate::error::{Error, IoContext, Result};
 use crate::reference::Digest;
 use crate::tree::TreeRecord;
 
-/// The current state file format.
+/// The format of the single `state.json` earlier versions wrote; read
+/// only to migrate it ([`Store::open`]).
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The format of the per-skill files.
+pub const SKILL_FORMAT_VERSION: u32 = 2;
+
+/// The per-skill files' directory below the state dir.
+pub const SKILLS_DIR: &str = "skills";
+
+/// The format-1 state file below the state dir.
+pub const LEGACY_FILE: &str = "state.json";
 
 /// The whole state file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -203,22 +219,197 @@ impl State {
         }
         Ok(state)
     }
+}
 
-    /// Writes the state file atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic_with(path, |out| self.write_json(out, path))
+/// One skill's state file: the format, then the record's fields.
+#[derive(Serialize)]
+struct SkillFileOut<'a> {
+    version: u32,
+    #[serde(flatten)]
+    skill: &'a SkillState,
+}
+
+#[derive(Deserialize)]
+struct SkillFileIn {
+    version: u32,
+    #[serde(flatten)]
+    skill: SkillState,
+}
+
+/// Where the state is kept.
+#[derive(Debug)]
+pub enum Store {
+    /// One file per skill in this directory (`<state dir>/skills`).
+    Files(PathBuf),
+    /// A private copy in memory, never written (dry runs).
+    Memory(std::sync::Mutex<State>),
+}
+
+impl Store {
+    /// Opens the per-skill files below `state_dir`, first splitting a
+    /// format-1 `state.json` into them if one is there. Every record is
+    /// read once, so a damaged file stops the start with its name rather
+    /// than a later pass.
+    pub fn open(state_dir: &Path) -> Result<Store> {
+        let store = Store::Files(state_dir.join(SKILLS_DIR));
+        let legacy = state_dir.join(LEGACY_FILE);
+        if legacy.exists() {
+            let old = State::load(&legacy)?;
+            for (name, skill) in &old.skills {
+                store.save(name, skill)?;
+            }
+            // Only once every record is in its own file: a crash before
+            // this repeats the migration, which writes the same files.
+            std::fs::remove_file(&legacy).ctx("removing", &legacy)?;
+            crate::install::sync_dir(state_dir)?;
+            tracing::info!(
+                skills = old.skills.len(),
+                "state moved from {} to one file per skill in {}",
+                legacy.display(),
+                state_dir.join(SKILLS_DIR).display()
+            );
+        }
+        store.load_all()?;
+        Ok(store)
     }
 
-    /// Streams the state file's contents to `out` (never the whole file in
-    /// memory: it grows with every skill and file installed); `path`
-    /// (where it goes) names it in errors.
-    pub fn write_json(&self, out: &mut dyn Write, path: &Path) -> Result<()> {
-        let mut buffered = std::io::BufWriter::new(out);
-        serde_json::to_writer_pretty(&mut buffered, self).map_err(|e| Error::State {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        buffered.flush().ctx("writing", path.to_path_buf())
+    /// A private in-memory copy of `state`, for a dry run.
+    pub fn memory(state: State) -> Store {
+        Store::Memory(std::sync::Mutex::new(state))
+    }
+
+    fn file(dir: &Path, name: &str) -> Result<PathBuf> {
+        if !crate::provenance::is_valid_name(name) {
+            return Err(Error::State {
+                path: dir.to_path_buf(),
+                reason: format!("{name:?} is not a skill name"),
+            });
+        }
+        Ok(dir.join(format!("{name}.json")))
+    }
+
+    fn memory_state(m: &std::sync::Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Skill `name`'s record, if it has one.
+    pub fn load(&self, name: &str) -> Result<Option<SkillState>> {
+        match self {
+            Store::Memory(m) => Ok(Self::memory_state(m).skills.get(name).cloned()),
+            Store::Files(dir) => {
+                let path = Self::file(dir, name)?;
+                let bytes = match std::fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(Error::io("reading", &path, e)),
+                };
+                let file: SkillFileIn =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::State {
+                        path: path.clone(),
+                        reason: format!("not valid: {e}"),
+                    })?;
+                if file.version != SKILL_FORMAT_VERSION {
+                    return Err(Error::State {
+                        path,
+                        reason: format!(
+                            "format version {} is not {SKILL_FORMAT_VERSION} (written by another skillsyncd?)",
+                            file.version
+                        ),
+                    });
+                }
+                Ok(Some(file.skill))
+            }
+        }
+    }
+
+    /// Records `skill` as skill `name`'s state, durably.
+    pub fn save(&self, name: &str, skill: &SkillState) -> Result<()> {
+        match self {
+            Store::Memory(m) => {
+                Self::memory_state(m)
+                    .skills
+                    .insert(name.to_string(), skill.clone());
+                Ok(())
+            }
+            Store::Files(dir) => {
+                let path = Self::file(dir, name)?;
+                write_atomic_with(&path, |out| {
+                    let mut buffered = std::io::BufWriter::new(out);
+                    let file = SkillFileOut {
+                        version: SKILL_FORMAT_VERSION,
+                        skill,
+                    };
+                    serde_json::to_writer_pretty(&mut buffered, &file).map_err(|e| {
+                        Error::State {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    buffered.flush().ctx("writing", path.clone())
+                })
+            }
+        }
+    }
+
+    /// Forgets skill `name`.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        match self {
+            Store::Memory(m) => {
+                Self::memory_state(m).skills.remove(name);
+                Ok(())
+            }
+            Store::Files(dir) => {
+                let path = Self::file(dir, name)?;
+                match std::fs::remove_file(&path) {
+                    Ok(()) => crate::install::sync_dir(dir),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(Error::io("removing", &path, e)),
+                }
+            }
+        }
+    }
+
+    /// Every skill's record.
+    pub fn load_all(&self) -> Result<State> {
+        let mut state = State {
+            version: FORMAT_VERSION,
+            skills: BTreeMap::new(),
+        };
+        match self {
+            Store::Memory(m) => state.skills = Self::memory_state(m).skills.clone(),
+            Store::Files(dir) => {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
+                    Err(e) => return Err(Error::io("reading", dir, e)),
+                };
+                for entry in entries {
+                    let entry = entry.ctx("reading", dir)?;
+                    let file_name = entry.file_name();
+                    // Temporary files (`.tmp-…`) and anything else that is
+                    // not a skill's record are not read.
+                    let Some(name) = file_name
+                        .to_str()
+                        .and_then(|f| f.strip_suffix(".json"))
+                        .filter(|n| crate::provenance::is_valid_name(n))
+                    else {
+                        continue;
+                    };
+                    if let Some(skill) = self.load(name)? {
+                        state.skills.insert(name.to_string(), skill);
+                    }
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// The directory of the per-skill files (`None` in memory).
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Store::Files(dir) => Some(dir),
+            Store::Memory(_) => None,
+        }
     }
 }
 
@@ -254,45 +445,102 @@ pub fn write_atomic_with<T>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_and_rejects_garbage() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("state/state.json");
-        let mut s = State::load(&path).unwrap();
-        assert!(s.skills.is_empty());
-        s.skills.insert(
-            "hello".into(),
-            SkillState {
-                image: "r/x".into(),
-                ref_digest: Some(Digest::of(b"m")),
-                current: None,
-                history: Vec::new(),
-                hold: None,
-                backups: Vec::new(),
-                archived: false,
-                verified: None,
-                highest_version: None,
-                targets: BTreeMap::from([(
-                    "claude".into(),
-                    Box::new(TargetState {
-                        path: "/x/hello".into(),
-                        installed: Some(Installed {
-                            manifest_digest: Digest::of(b"m"),
-                            layer_digest: Digest::of(b"l"),
-                            version: Some("1.0.0".into()),
-                            status: Status::Published,
-                            installed_at: "2026-01-01T00:00:00Z".into(),
-                        }),
-                        pending: None,
-                        tree: None,
+    fn sample() -> SkillState {
+        SkillState {
+            image: "r/x".into(),
+            ref_digest: Some(Digest::of(b"m")),
+            targets: BTreeMap::from([(
+                "claude".into(),
+                Box::new(TargetState {
+                    path: "/x/hello".into(),
+                    installed: Some(Installed {
+                        manifest_digest: Digest::of(b"m"),
+                        layer_digest: Digest::of(b"l"),
+                        version: Some("1.0.0".into()),
+                        status: Status::Published,
+                        installed_at: "2026-01-01T00:00:00Z".into(),
                     }),
-                )]),
-            },
-        );
-        s.save(&path).unwrap();
-        assert_eq!(State::load(&path).unwrap(), s);
+                    pending: None,
+                    tree: None,
+                }),
+            )]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_file_per_skill_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        assert!(store.load_all().unwrap().skills.is_empty());
+        assert_eq!(store.load("hello").unwrap(), None);
+        store.save("hello", &sample()).unwrap();
+        assert_eq!(store.load("hello").unwrap(), Some(sample()));
+        let file = tmp.path().join("skills/hello.json");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("\"version\": 2"), "{text}");
+        // A leftover temporary file is not a record.
+        std::fs::write(tmp.path().join("skills/.tmp-abc"), b"{").unwrap();
+        let all = Store::open(tmp.path()).unwrap().load_all().unwrap();
+        assert_eq!(all.skills.keys().collect::<Vec<_>>(), ["hello"]);
+        store.remove("hello").unwrap();
+        store.remove("hello").unwrap();
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn a_damaged_record_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("skills")).unwrap();
+        std::fs::write(tmp.path().join("skills/hello.json"), b"{").unwrap();
+        let err = Store::open(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("skills/hello.json"), "{err}");
+        std::fs::write(
+            tmp.path().join("skills/hello.json"),
+            br#"{"version": 9, "image": "r/x"}"#,
+        )
+        .unwrap();
+        let err = Store::open(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("format version 9"), "{err}");
+    }
+
+    #[test]
+    fn names_cannot_leave_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        assert!(store.save("../escape", &sample()).is_err());
+        assert!(store.load("../escape").is_err());
+        assert!(!tmp.path().join("escape.json").exists());
+    }
+
+    #[test]
+    fn the_single_state_file_of_format_1_is_split() {
+        let tmp = tempfile::tempdir().unwrap();
+        let legacy = State {
+            version: FORMAT_VERSION,
+            skills: BTreeMap::from([("hello".into(), sample()), ("other".into(), sample())]),
+        };
+        let path = tmp.path().join(LEGACY_FILE);
+        std::fs::write(&path, serde_json::to_vec_pretty(&legacy).unwrap()).unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        assert!(!path.exists(), "state.json is gone once split");
+        assert_eq!(store.load_all().unwrap(), legacy);
+        // A damaged format-1 file stops the start and stays as it is.
         std::fs::write(&path, b"{").unwrap();
-        let err = State::load(&path).unwrap_err().to_string();
+        let err = Store::open(tmp.path()).unwrap_err().to_string();
         assert!(err.contains("state.json"), "{err}");
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn a_memory_store_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::memory(State::default());
+        store.save("hello", &sample()).unwrap();
+        assert_eq!(store.load("hello").unwrap(), Some(sample()));
+        assert_eq!(store.load_all().unwrap().skills.len(), 1);
+        store.remove("hello").unwrap();
+        assert_eq!(store.load("hello").unwrap(), None);
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 }

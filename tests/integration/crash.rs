@@ -120,10 +120,7 @@ impl Setup {
     }
 
     fn state(&self) -> serde_json::Value {
-        let path = self.env.state_home().join("skillsync/state.json");
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{} is not JSON ({e})", path.display()))
+        self.env.recorded_state()
     }
 
     fn blob_dir(&self) -> PathBuf {
@@ -250,11 +247,9 @@ fn killed_installs_leave_a_complete_version_and_recover_on_restart() {
                 TARGETS[t]
             );
         }
-        let state_path = setup.env.state_home().join("skillsync/state.json");
-        let pending = state_path.exists()
-            && setup.state()["skills"]["bulk"]["targets"]
-                .as_object()
-                .is_some_and(|t| t.values().any(|t| !t["pending"].is_null()));
+        let pending = setup.state()["skills"]["bulk"]["targets"]
+            .as_object()
+            .is_some_and(|t| t.values().any(|t| !t["pending"].is_null()));
         let traces = !setup.temporaries().is_empty()
             || !entries_with(&setup.blob_dir(), ".partial-").is_empty()
             || pending;

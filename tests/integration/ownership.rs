@@ -62,10 +62,7 @@ impl World {
     }
 
     fn state(&self) -> serde_json::Value {
-        serde_json::from_slice(
-            &std::fs::read(self.env.state_home().join("skillsync/state.json")).unwrap(),
-        )
-        .unwrap()
+        self.env.recorded_state()
     }
 }
 

@@ -199,15 +199,57 @@ fn installs_into_several_targets_with_one_download_then_polls_cheaply() {
     );
 
     // The state records, per target, what is installed.
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.env.state_home().join("skillsync/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value = w.env.recorded_state();
     let rec = &state["skills"]["hello"]["targets"]["cursor"]["installed"];
     assert_eq!(rec["manifest_digest"], pushed.manifest_digest.as_str());
     assert_eq!(rec["layer_digest"], pushed.layer_digest.as_str());
     assert_eq!(rec["version"], "1.0.0");
     assert_eq!(rec["status"], "published");
+}
+
+#[test]
+fn the_single_state_file_of_an_earlier_version_is_carried_over() {
+    let w = World::new();
+    w.publisher.push(&hello("1.0.0").build());
+    w.config(&format!(
+        "[skills.hello]\nimage = \"{}\"\ntargets = [\"claude\", \"cursor\"]\n",
+        w.image("examples/hello")
+    ));
+    assert_eq!(code(&w.once()), 0);
+    // What an earlier skillsyncd kept: every skill in one `state.json`.
+    let state_dir = w.env.state_home().join("skillsync");
+    let mut record = w.env.recorded_state()["skills"]["hello"].clone();
+    record.as_object_mut().unwrap().remove("version");
+    let legacy = serde_json::json!({"version": 1, "skills": {"hello": record}});
+    std::fs::write(
+        state_dir.join("state.json"),
+        serde_json::to_vec_pretty(&legacy).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(state_dir.join("skills")).unwrap();
+    let before = inodes(&w.env.skill_dir("claude", "hello"));
+
+    w.proxy.reset();
+    let out = w.once();
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("hello 1.0.0 is up to date"),
+        "{}",
+        stdout(&out)
+    );
+    // Known from the record, not recognised anew by its marker.
+    assert!(!stdout(&out).contains("marker"), "{}", stdout(&out));
+    assert_eq!(w.proxy.counts().blob_gets(), 0);
+    assert_eq!(inodes(&w.env.skill_dir("claude", "hello")), before);
+    assert!(!state_dir.join("state.json").exists());
+    let now = w.env.recorded_state();
+    for target in ["claude", "cursor"] {
+        assert_eq!(
+            now["skills"]["hello"]["targets"][target]["installed"],
+            record["targets"][target]["installed"],
+            "{target}"
+        );
+    }
 }
 
 #[test]
@@ -293,10 +335,7 @@ fn promotion_moves_each_channel_without_a_second_download() {
 
     let c = w.proxy.counts();
     assert_eq!(c.blob_gets_of(&pushed.layer_digest), 1, "{}", c.summary());
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.env.state_home().join("skillsync/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value = w.env.recorded_state();
     for skill in ["on-published", "on-testing", "on-draft"] {
         let rec = &state["skills"][skill]["targets"]["claude"]["installed"];
         assert_eq!(rec["status"], "published", "{skill}");
@@ -528,10 +567,7 @@ fn an_image_index_is_followed_to_its_linux_manifest() {
     ));
     assert_eq!(code(&w.once()), 0);
     assert_eq!(w.env.read_skill("claude", "hello"), img.files);
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.env.state_home().join("skillsync/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value = w.env.recorded_state();
     let rec = &state["skills"]["hello"]["targets"]["claude"]["installed"];
     assert_eq!(rec["manifest_digest"], pushed.manifest_digest.as_str());
     // Steady state: HEAD finds the same index digest, nothing else.

@@ -140,9 +140,7 @@ impl World {
     }
 
     fn state(&self) -> Value {
-        let path = self.env.state_home().join("skillsync/state.json");
-        serde_json::from_slice(&std::fs::read(&path).expect("read state.json"))
-            .expect("state.json is JSON")
+        self.env.recorded_state()
     }
 
     /// 1.0.0 published, signed and installed with the key policy.

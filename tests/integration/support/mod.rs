@@ -97,6 +97,28 @@ impl TestEnv {
         &self.state_home
     }
 
+    /// The state as recorded on disk, one file per skill
+    /// (`$XDG_STATE_HOME/skillsync/skills/<name>.json`), gathered as
+    /// `{"skills": {"<name>": {...}}}`.
+    pub fn recorded_state(&self) -> serde_json::Value {
+        let dir = self.state_home.join("skillsync/skills");
+        let mut skills = serde_json::Map::new();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let Some(name) = file.strip_suffix(".json").filter(|n| !n.starts_with('.')) else {
+                    continue;
+                };
+                let bytes = std::fs::read(entry.path())
+                    .unwrap_or_else(|e| panic!("read {}: {e}", entry.path().display()));
+                let record: serde_json::Value = serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| panic!("{} is not JSON ({e})", entry.path().display()));
+                skills.insert(name.to_string(), record);
+            }
+        }
+        serde_json::json!({ "skills": skills })
+    }
+
     /// `$XDG_CACHE_HOME`.
     pub fn cache_home(&self) -> &Path {
         &self.cache_home
