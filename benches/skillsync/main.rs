@@ -829,16 +829,20 @@ fn print_table(bench: &Bench) {
 
 /// Starts the daemon in `env`, its output in the log `name`, and waits
 /// until it answers.
-fn start_daemon(bench: &Bench, env: &TestEnv, name: &str) -> KillOnDrop {
+fn start_daemon(bench: &Bench, env: &TestEnv, name: &str) -> BenchDaemon {
     let log = File::create(bench.log(name)).expect("create a daemon log");
     // `SKILLSYNC_BENCH_WRAP_DAEMON` (e.g. `heaptrack -o /tmp/ht`) profiles
     // the daemon as `SKILLSYNC_BENCH_WRAP` does the `--once` runs.
     let wrap = std::env::var("SKILLSYNC_BENCH_WRAP_DAEMON").unwrap_or_default();
     let mut wrap = wrap.split_whitespace();
+    let wrapped = wrap.clone().next().is_some();
     let mut command = match wrap.next() {
         Some(program) => {
             let mut command = env.command(program);
             command.args(wrap).arg(support::SKILLSYNCD);
+            // Its own process group: the wrapper's children (the daemon)
+            // are stopped with it.
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
             command
         }
         None => env.daemon(),
@@ -848,7 +852,49 @@ fn start_daemon(bench: &Bench, env: &TestEnv, name: &str) -> KillOnDrop {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone a file handle"))
         .stderr(log);
-    let daemon = KillOnDrop::spawn(&mut command);
+    let daemon = BenchDaemon {
+        child: KillOnDrop::spawn(&mut command),
+        wrapped,
+    };
     wait_ready(env, &bench.log(name));
     daemon
+}
+
+/// The daemon (or its profiling wrapper) of a measurement.
+struct BenchDaemon {
+    child: KillOnDrop,
+    /// Started under `SKILLSYNC_BENCH_WRAP_DAEMON`, in its own process group.
+    wrapped: bool,
+}
+
+impl std::ops::Deref for BenchDaemon {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.child
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        if !self.wrapped {
+            return;
+        }
+        // SIGTERM to the whole group: the daemon shuts down cleanly and the
+        // profiler writes its data; whatever is left is killed after that.
+        let Ok(pgid) = i32::try_from(self.child.id()) else {
+            return;
+        };
+        // SAFETY: kill(2) with a negative pid signals a process group.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if matches!(self.child.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
 }
