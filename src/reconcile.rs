@@ -1558,9 +1558,27 @@ impl Engine {
             self.commit_state(&skill.name, &skill_state).await?;
         }
 
-        // Steps 4 and 5, target by target.
+        // Step 4: unpack and swap into every target that needs it, all at
+        // once: each is mostly waiting for its files to be synced.
+        let mut installs: HashMap<String, Result<TreeRecord>> = HashMap::new();
+        if let Some(blob) = &layer_blob {
+            let jobs = plans
+                .iter()
+                .filter(|(_, _, p)| *p == TargetPlan::Install)
+                .map(|(target, _, _)| async move {
+                    let installed = self
+                        .install_one(blob, &target.path, &skill.name, known)
+                        .await;
+                    (target.name.clone(), installed)
+                });
+            installs = futures_util::future::join_all(jobs)
+                .await
+                .into_iter()
+                .collect();
+        }
+
+        // Step 5: record and report, target by target.
         let mut first_error: Option<String> = None;
-        let mut archive_rejected = false;
         for (target, path, plan) in plans {
             let mut tr = TargetReport {
                 name: target.name.clone(),
@@ -1630,21 +1648,11 @@ impl Engine {
                     tr.state = TargetSync::Drifted;
                     tr.error = Some(why);
                 }
-                TargetPlan::Install if archive_rejected => {
-                    // Not attempted: the archive failed in another target.
-                    Self::unmark_pending(&mut skill_state, &target.name, &path);
-                    state_changed = true;
-                    tr.state = TargetSync::Error;
-                    tr.error = first_error.clone();
-                }
                 TargetPlan::Install => {
-                    let Some(blob) = layer_blob.clone() else {
+                    let Some(installed) = installs.remove(&target.name) else {
                         continue;
                     };
-                    match self
-                        .install_one(&blob, &target.path, &skill.name, known)
-                        .await
-                    {
+                    match installed {
                         Ok(tree) => {
                             let entry =
                                 skill_state
@@ -1700,10 +1708,6 @@ impl Engine {
                             Self::unmark_pending(&mut skill_state, &target.name, &path);
                             state_changed = true;
                             let msg = e.to_string();
-                            archive_rejected = matches!(
-                                e,
-                                Error::Unpack(_) | Error::Format { .. } | Error::Provenance(_)
-                            );
                             tr.state = TargetSync::Error;
                             tr.error = Some(msg.clone());
                             first_error.get_or_insert(msg);
@@ -1839,6 +1843,8 @@ impl Engine {
                     installed_at: now_rfc3339(),
                 }
                 .write(&staging)?;
+                // The marker's entry, durable before the tree is visible.
+                install::sync_dir(&staging)?;
                 install::swap_into_place(&target_dir, &name, &staging)?;
                 Ok(tree)
             })();
