@@ -571,8 +571,13 @@ async fn serve(
 ) {
     let listener =
         tokio::net::TcpListener::from_std(listener).expect("register the proxy listener");
+    // No Nagle on either side: a streamed response is written as headers,
+    // then body chunks, and with Nagle each small write after the first
+    // waits for the peer's delayed ACK (40 ms on Linux).
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
     let client: Client<HttpConnector, Incoming> =
-        Client::builder(TokioExecutor::new()).build_http();
+        Client::builder(TokioExecutor::new()).build(connector);
     loop {
         let stream = tokio::select! {
             _ = &mut stop => return,
@@ -581,6 +586,7 @@ async fn serve(
                 Err(_) => continue,
             },
         };
+        let _ = stream.set_nodelay(true);
         let client = client.clone();
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
