@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::channel::Status;
 use crate::config::{Config, Selector, Skill};
 use crate::control::protocol::{
     ConfigSource, DaemonStatus, Event, EventKind, EventsResponse, HoldAction, HoldResponse,
@@ -47,6 +48,7 @@ use crate::control::{server, ActionError, Controller};
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::reconcile::{Engine, SkillReport, SyncState, TargetSync};
+use crate::reference::Digest;
 use crate::service::Notifier;
 use crate::state::State;
 
@@ -342,9 +344,9 @@ struct SlotView {
     running: bool,
     /// Passes finished since the slot started.
     done: u64,
-    /// The last pass's report, or one made from the state file before the
-    /// first pass.
-    report: Option<SkillReport>,
+    /// What status keeps of the last pass's report, or of one made from
+    /// the state file before the first pass.
+    report: Option<Outcome>,
     /// Whether `report` came from a pass (as opposed to the state file).
     checked: bool,
     last_checked: Option<SystemTime>,
@@ -361,6 +363,61 @@ struct SlotView {
     due: Option<(Instant, u64)>,
     /// Removed by a reload, or the daemon is stopping: no pass starts.
     stopped: bool,
+}
+
+/// What a slot keeps of a report: all that status shows, less what only
+/// the pass itself needed (its changes and events) and what the config
+/// says (the skill's name and image), in strings and lists sized to fit.
+#[derive(Debug)]
+struct Outcome {
+    version: Option<Box<str>>,
+    digest: Option<Digest>,
+    status: Option<Status>,
+    archived: bool,
+    state: SyncState,
+    error: Option<Box<str>>,
+    targets: Box<[TargetOutcome]>,
+    held: Option<Box<str>>,
+    backups: Box<[Box<str>]>,
+    served_by: Option<Box<str>>,
+    verification: Option<Box<str>>,
+}
+
+/// One target of an [`Outcome`].
+#[derive(Debug)]
+struct TargetOutcome {
+    name: Box<str>,
+    path: Box<Path>,
+    state: TargetSync,
+    error: Option<Box<str>>,
+}
+
+impl From<SkillReport> for Outcome {
+    fn from(r: SkillReport) -> Self {
+        let text = |s: Option<String>| s.map(String::into_boxed_str);
+        Outcome {
+            version: text(r.version),
+            digest: r.digest,
+            status: r.status,
+            archived: r.archived,
+            state: r.state,
+            error: text(r.error),
+            targets: r
+                .targets
+                .into_iter()
+                .map(|t| TargetOutcome {
+                    name: t.name.into_boxed_str(),
+                    path: t.path.into_boxed_path(),
+                    state: t.state,
+                    error: text(t.error),
+                })
+                .collect(),
+            held: text(r.held),
+            backups: r.backups.into_iter().map(String::into_boxed_str).collect(),
+            served_by: text(r.served_by),
+            verification: text(r.verification),
+        }
+    }
 }
 
 /// One configured skill's slot, shared by the slot list, the scheduler and
@@ -560,7 +617,7 @@ impl Daemon {
         let slot = Arc::new(Slot {
             name: name.clone(),
             view: StdMutex::new(SlotView {
-                report: Some(Self::recorded_report(engine, skill, state)),
+                report: Some(Self::recorded_report(engine, skill, state).into()),
                 // Its first pass is due at once.
                 queued: true,
                 ..Default::default()
@@ -701,7 +758,7 @@ impl Daemon {
         };
         // Boxed: the sync's state machine is large, and this future is
         // moved into its task.
-        let report = Box::pin(engine.sync(skill)).await;
+        let mut report = Box::pin(engine.sync(skill)).await;
         if let Err(e) = engine.flush_state().await {
             tracing::warn!(skill = %skill.name, "writing the state file failed: {e}");
         }
@@ -742,7 +799,7 @@ impl Daemon {
         };
         let now = SystemTime::now();
         let mut view = lock(&slot.view);
-        let mut events = report.events.clone();
+        let mut events = std::mem::take(&mut report.events);
         // A conflict or a drift is an event when it appears, not on every
         // poll.
         for t in report
@@ -754,7 +811,7 @@ impl Daemon {
                 && view.report.as_ref().is_some_and(|r| {
                     r.targets
                         .iter()
-                        .any(|p| p.name == t.name && p.state == t.state)
+                        .any(|p| *p.name == *t.name && p.state == t.state)
                 });
             if !was {
                 events.push(Event {
@@ -775,7 +832,7 @@ impl Daemon {
         self.push_events(events);
         view.running = false;
         view.done += 1;
-        view.report = Some(report);
+        view.report = Some(report.into());
         view.checked = true;
         view.last_checked = Some(now);
         view.next_check = Some(now + delay);
@@ -832,6 +889,7 @@ impl Daemon {
         let skill = engine.config().skills.get(&*slot.name)?;
         let view = lock(&slot.view);
         let report = view.report.as_ref();
+        let text = |s: &Option<Box<str>>| s.as_deref().map(str::to_string);
         // Running now: updating; never checked (a report from the state
         // file): pending, whatever it recorded.
         let state = match report.map(|r| r.state) {
@@ -844,7 +902,7 @@ impl Daemon {
             name: skill.name.clone(),
             image: skill.image.to_string(),
             follows: follows(skill),
-            version: report.and_then(|r| r.version.clone()),
+            version: report.and_then(|r| text(&r.version)),
             digest: report.and_then(|r| r.digest.as_ref().map(|d| d.to_string())),
             status: report.and_then(|r| {
                 if r.archived {
@@ -854,7 +912,7 @@ impl Daemon {
                 }
             }),
             state,
-            error: report.and_then(|r| r.error.clone()),
+            error: report.and_then(|r| text(&r.error)),
             last_checked: view.last_checked.map(rfc3339),
             next_check: if view.running {
                 None
@@ -866,23 +924,25 @@ impl Daemon {
                     r.targets
                         .iter()
                         .map(|t| TargetStatus {
-                            name: t.name.clone(),
+                            name: t.name.to_string(),
                             path: t.path.display().to_string(),
                             state: t.state,
-                            error: t.error.clone(),
+                            error: text(&t.error),
                         })
                         .collect()
                 })
                 .unwrap_or_default(),
-            held: report.and_then(|r| r.held.clone()),
-            backups: report.map(|r| r.backups.clone()).unwrap_or_default(),
-            served_by: report.and_then(|r| r.served_by.clone()),
+            held: report.and_then(|r| text(&r.held)),
+            backups: report
+                .map(|r| r.backups.iter().map(|b| b.to_string()).collect())
+                .unwrap_or_default(),
+            served_by: report.and_then(|r| text(&r.served_by)),
             insecure: engine
                 .config()
                 .registries
                 .get(&skill.image.registry)
                 .is_some_and(|r| r.insecure),
-            verification: report.and_then(|r| r.verification.clone()),
+            verification: report.and_then(|r| text(&r.verification)),
             origin: engine
                 .config()
                 .layers
