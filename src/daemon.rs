@@ -1,13 +1,20 @@
 //! The scheduler: each skill on its own schedule, on-demand passes, live
 //! reload, status for the control socket, and a clean shutdown.
 //!
-//! Every configured skill has a *slot*: a task that runs a pass at start,
-//! then sleeps until its next check (the poll interval, or a backoff after
-//! a failure) or until it is triggered. A trigger that arrives while a pass
-//! runs is remembered once, so a burst of sync requests for the same skill
-//! is coalesced into one more pass. Passes of all skills share a limit of
+//! Every configured skill has a *slot*: it has a pass at start, then waits
+//! until its next check (the poll interval, or a backoff after a failure)
+//! or until it is triggered. A trigger that arrives while a pass runs is
+//! remembered once, so a burst of sync requests for the same skill is
+//! coalesced into one more pass. Passes of all skills share a limit of
 //! [`CONCURRENCY`] at a time, and passes of the same skill never overlap
 //! (not even across a reload).
+//!
+//! One scheduler task keeps every waiting slot in a timer queue and starts
+//! a task per pass; between passes a slot is only its status and its place
+//! in that queue, so an idle daemon's memory grows little per skill. The
+//! skill's settings are not copied into the slot: they are looked up in
+//! the running config, which the slots always match (a reload swaps the
+//! config and stops the slots it changed in one step).
 //!
 //! A reload parses the config file; a config that fails keeps the last good
 //! one running and its error is shown in status. Skills added start at
@@ -19,16 +26,18 @@
 //! notifications. It takes its shutdown signal from the caller, as
 //! mini-redis does.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex as StdMutex, RwLock, Weak};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use tokio::sync::{watch, Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
+use crate::channel::Status;
 use crate::config::{Config, Selector, Skill};
 use crate::control::protocol::{
     ConfigSource, DaemonStatus, Event, EventKind, EventsResponse, HoldAction, HoldResponse,
@@ -39,6 +48,7 @@ use crate::control::{server, ActionError, Controller};
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::reconcile::{Engine, SkillReport, SyncState, TargetSync};
+use crate::reference::Digest;
 use crate::service::Notifier;
 use crate::state::State;
 
@@ -324,54 +334,136 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// What status shows of one slot.
+/// What status shows of one slot, and where it is in its schedule.
 #[derive(Debug, Default)]
 struct SlotView {
     /// A pass is running.
     running: bool,
     /// Passes finished since the slot started.
     done: u64,
-    /// The last pass's report, or one made from the state file before the
-    /// first pass.
-    report: Option<SkillReport>,
+    /// What status keeps of the last pass's report, or of one made from
+    /// the state file before the first pass.
+    report: Option<Outcome>,
     /// Whether `report` came from a pass (as opposed to the state file).
     checked: bool,
     last_checked: Option<SystemTime>,
     next_check: Option<SystemTime>,
+    /// Failed passes in a row, for the backoff.
+    failures: u32,
+    /// Waiting in the scheduler's queue for one of the [`CONCURRENCY`]
+    /// passes.
+    queued: bool,
+    /// Triggered while a pass ran (or before the scheduler heard that it
+    /// ended): one more pass follows.
+    again: bool,
+    /// Its key in the scheduler's timer queue, while it waits there.
+    due: Option<(Instant, u64)>,
+    /// Removed by a reload, or the daemon is stopping: no pass starts.
+    stopped: bool,
 }
 
-/// The parts of a slot its task and the controller share.
-struct SlotShared {
-    trigger: Notify,
-    view: StdMutex<SlotView>,
-    /// Mirrors `view.done`, for waiting.
-    done: watch::Sender<u64>,
+/// What a slot keeps of a report: all that status shows, less what only
+/// the pass itself needed (its changes and events) and what the config
+/// says (the skill's name and image), in strings and lists sized to fit.
+#[derive(Debug)]
+struct Outcome {
+    version: Option<Box<str>>,
+    digest: Option<Digest>,
+    status: Option<Status>,
+    archived: bool,
+    state: SyncState,
+    error: Option<Box<str>>,
+    targets: Box<[TargetOutcome]>,
+    held: Option<Box<str>>,
+    backups: Box<[Box<str>]>,
+    served_by: Option<Box<str>>,
+    verification: Option<Box<str>>,
 }
 
+/// One target of an [`Outcome`].
+#[derive(Debug)]
+struct TargetOutcome {
+    name: Box<str>,
+    path: Box<Path>,
+    state: TargetSync,
+    error: Option<Box<str>>,
+}
+
+impl From<SkillReport> for Outcome {
+    fn from(r: SkillReport) -> Self {
+        let text = |s: Option<String>| s.map(String::into_boxed_str);
+        Outcome {
+            version: text(r.version),
+            digest: r.digest,
+            status: r.status,
+            archived: r.archived,
+            state: r.state,
+            error: text(r.error),
+            targets: r
+                .targets
+                .into_iter()
+                .map(|t| TargetOutcome {
+                    name: t.name.into_boxed_str(),
+                    path: t.path.into_boxed_path(),
+                    state: t.state,
+                    error: text(t.error),
+                })
+                .collect(),
+            held: text(r.held),
+            backups: r.backups.into_iter().map(String::into_boxed_str).collect(),
+            served_by: text(r.served_by),
+            verification: text(r.verification),
+        }
+    }
+}
+
+/// One configured skill's slot, shared by the slot list, the scheduler and
+/// the pass under way.
 struct Slot {
-    skill: Skill,
-    /// The skill's target folders, so a change of a target's path counts as
-    /// a change of the skill.
-    paths: Vec<PathBuf>,
-    shared: Arc<SlotShared>,
-    stop: watch::Sender<bool>,
+    /// The skill's name (the same allocation as its key in the slot list).
+    name: Arc<str>,
+    view: StdMutex<SlotView>,
+    /// Held by a pass, and by a hold, rollback or resume of the skill: a
+    /// pass under way would otherwise write its record over the edit.
+    record: tokio::sync::Mutex<()>,
 }
+
+/// What the scheduler is told.
+enum Command {
+    /// A new slot: its first pass is due now.
+    Start(Arc<Slot>),
+    /// A sync request: a pass as soon as the limit allows, or one more
+    /// after the one under way.
+    Trigger(Arc<Slot>),
+    /// A stopped slot: drop it from the timer queue.
+    Stop(Arc<Slot>),
+    /// The daemon stops: no more passes start.
+    Shutdown,
+}
+
+/// Passes under way; each returns its slot and the wait until the next.
+type Passes = JoinSet<(Arc<Slot>, Duration)>;
 
 /// The daemon's shared core: the running config's engine and every slot.
 pub struct Daemon {
-    /// This daemon's own `Arc`, for the tasks it starts.
-    me: Weak<Daemon>,
     config_path: PathBuf,
     started_at: String,
+    /// Replaced only with the slot list locked, so the two always agree.
     engine: RwLock<Arc<Engine>>,
     config_loaded_at: StdMutex<String>,
     config_error: StdMutex<Option<String>>,
-    slots: StdMutex<BTreeMap<String, Slot>>,
+    slots: StdMutex<BTreeMap<Arc<str>, Arc<Slot>>>,
     unmanaged: StdMutex<Vec<UnmanagedSkill>>,
-    /// One pass of a skill at a time, even across a reload.
-    pass_locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held by each pass under way: all free means idle.
     limit: Arc<Semaphore>,
-    tasks: StdMutex<JoinSet<()>>,
+    /// To the scheduler.
+    commands: mpsc::UnboundedSender<Command>,
+    /// The scheduler task; it hands back the passes under way when it
+    /// stops.
+    scheduler: StdMutex<Option<JoinHandle<Passes>>>,
+    /// Wakes whoever waits on a slot's view: a pass ended or a slot
+    /// stopped.
+    slot_changed: Notify,
     reloading: tokio::sync::Mutex<()>,
     state_dir: PathBuf,
     cache_dir: PathBuf,
@@ -408,8 +500,8 @@ impl Daemon {
         let dirs = paths.clone().with_config(&engine.config().daemon);
         let now = rfc3339(SystemTime::now());
         let files = watched(engine.config(), &config_path);
-        let daemon = Arc::new_cyclic(|me| Daemon {
-            me: me.clone(),
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let daemon = Arc::new(Daemon {
             config_path,
             started_at: now.clone(),
             engine: RwLock::new(Arc::new(engine)),
@@ -417,9 +509,10 @@ impl Daemon {
             config_error: StdMutex::new(None),
             slots: StdMutex::new(BTreeMap::new()),
             unmanaged: StdMutex::new(Vec::new()),
-            pass_locks: StdMutex::new(HashMap::new()),
             limit: Arc::new(Semaphore::new(CONCURRENCY)),
-            tasks: StdMutex::new(JoinSet::new()),
+            commands,
+            scheduler: StdMutex::new(None),
+            slot_changed: Notify::new(),
             reloading: tokio::sync::Mutex::new(()),
             state_dir: dirs.state_dir.clone(),
             cache_dir: dirs.cache_dir,
@@ -431,6 +524,7 @@ impl Daemon {
             team_refresh: tokio::sync::Mutex::new(()),
         });
         *lock(&daemon.events) = load_events(&daemon.events_path);
+        *lock(&daemon.scheduler) = Some(tokio::spawn(daemon.clone().schedule(commands_rx)));
         let engine = daemon.engine();
         match engine.prune().await {
             Ok(events) => daemon.push_events(events),
@@ -442,7 +536,7 @@ impl Daemon {
         });
         daemon.refresh_unmanaged(&engine, &state);
         for skill in engine.config().skills.values() {
-            daemon.add_slot(skill.clone(), &engine, &state);
+            daemon.add_slot(skill, &engine, &state);
         }
         tracing::info!(
             skills = engine.config().skills.len(),
@@ -521,140 +615,234 @@ impl Daemon {
         }
     }
 
-    fn add_slot(&self, skill: Skill, engine: &Engine, state: &State) {
-        let Some(daemon) = self.me.upgrade() else {
-            return;
-        };
-        let (done, _) = watch::channel(0);
-        let shared = Arc::new(SlotShared {
-            trigger: Notify::new(),
+    fn add_slot(&self, skill: &Skill, engine: &Engine, state: &State) {
+        let name: Arc<str> = skill.name.as_str().into();
+        let slot = Arc::new(Slot {
+            name: name.clone(),
             view: StdMutex::new(SlotView {
-                report: Some(Self::recorded_report(engine, &skill, state)),
+                report: Some(Self::recorded_report(engine, skill, state).into()),
+                // Its first pass is due at once.
+                queued: true,
                 ..Default::default()
             }),
-            done,
+            record: tokio::sync::Mutex::new(()),
         });
-        let (stop, stop_rx) = watch::channel(false);
-        let slot = Slot {
-            paths: Self::target_paths(engine, &skill),
-            skill: skill.clone(),
-            shared: shared.clone(),
-            stop,
-        };
-        lock(&self.slots).insert(skill.name.clone(), slot);
-        lock(&self.tasks).spawn(async move { daemon.run_slot(skill, shared, stop_rx).await });
+        lock(&self.slots).insert(name, slot.clone());
+        let _ = self.commands.send(Command::Start(slot));
     }
 
-    fn pass_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.pass_locks)
-            .entry(name.to_string())
-            .or_default()
-            .clone()
+    /// Stops a slot taken out of the slot list: no pass of it starts any
+    /// more (one under way finishes).
+    fn stop_slot(&self, slot: &Arc<Slot>) {
+        lock(&slot.view).stopped = true;
+        let _ = self.commands.send(Command::Stop(slot.clone()));
+        self.slot_changed.notify_waiters();
     }
 
-    /// One slot's loop.
-    async fn run_slot(
-        self: Arc<Self>,
-        skill: Skill,
-        shared: Arc<SlotShared>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let mut failures: u32 = 0;
-        let mut first = true;
+    /// Waits until `ready` holds of `slot`'s view.
+    async fn wait_view(&self, slot: &Slot, ready: impl Fn(&SlotView) -> bool) {
         loop {
-            let report = {
-                let permit = tokio::select! {
-                    p = self.limit.clone().acquire_owned() => p,
-                    _ = stop.changed() => break,
-                };
-                let Ok(_permit) = permit else { break };
-                if *stop.borrow() {
-                    break;
-                }
-                let pass_lock = self.pass_lock(&skill.name);
-                let _pass = pass_lock.lock().await;
-                lock(&shared.view).running = true;
-                let engine = self.engine();
-                // Boxed: inline, the whole sync's state machine would be
-                // part of every slot's task for the daemon's lifetime.
-                Box::pin(engine.sync(&skill)).await
-            };
-            crate::memory::after_pass();
-            log_report(&report);
-            let interval = self.engine().config().daemon.poll_interval;
-            let delay = if report.state == SyncState::Error {
-                failures = failures.saturating_add(1);
-                let retry = RETRY_MIN
-                    .saturating_mul(1u32 << failures.min(16).saturating_sub(1))
-                    .min(interval);
-                // A registry that rate-limits us or is down is not asked
-                // before its next try, whatever this skill's own retry.
-                let registry_wait = self
-                    .engine()
-                    .next_try(&skill.image)
-                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
-                    .unwrap_or_default();
-                retry.max(registry_wait)
-            } else {
-                failures = 0;
-                interval
-            };
-            // After the pass at start, each skill keeps a stable offset of
-            // its own, so a fleet restarted at once spreads its polls.
-            let delay = if std::mem::take(&mut first) {
-                delay + poll_offset(&skill.name, interval, self.engine().config().daemon.jitter)
-            } else {
-                delay
-            };
-            let now = SystemTime::now();
-            {
-                let mut view = lock(&shared.view);
-                let mut events = report.events.clone();
-                // A conflict or a drift is an event when it appears, not
-                // on every poll.
-                for t in report
-                    .targets
-                    .iter()
-                    .filter(|t| matches!(t.state, TargetSync::Conflict | TargetSync::Drifted))
-                {
-                    let was = view.checked
-                        && view.report.as_ref().is_some_and(|r| {
-                            r.targets
-                                .iter()
-                                .any(|p| p.name == t.name && p.state == t.state)
-                        });
-                    if !was {
-                        events.push(Event {
-                            at: rfc3339(now),
-                            skill: skill.name.clone(),
-                            kind: if t.state == TargetSync::Conflict {
-                                EventKind::Conflict
-                            } else {
-                                EventKind::Drift
-                            },
-                            target: Some(t.name.clone()),
-                            version: report.version.clone(),
-                            digest: report.digest.as_ref().map(|d| d.to_string()),
-                            message: t.error.clone().unwrap_or_default(),
-                        });
-                    }
-                }
-                self.push_events(events);
-                view.running = false;
-                view.done += 1;
-                view.report = Some(report);
-                view.checked = true;
-                view.last_checked = Some(now);
-                view.next_check = Some(now + delay);
-                shared.done.send_replace(view.done);
+            // Registered before the check, so a change right after it is
+            // not missed.
+            let changed = self.slot_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let is_ready = ready(&lock(&slot.view));
+            if is_ready {
+                return;
             }
-            self.notifier.status(&self.summary());
+            changed.await;
+        }
+    }
+
+    /// The scheduler: starts the passes of slots that are due or
+    /// triggered, [`CONCURRENCY`] at a time, and keeps the others in a
+    /// timer queue until their next check. Runs until told to stop, then
+    /// hands back the passes under way.
+    async fn schedule(self: Arc<Self>, mut commands: mpsc::UnboundedReceiver<Command>) -> Passes {
+        // Slots due, in the order they came due.
+        let mut ready: VecDeque<Arc<Slot>> = VecDeque::new();
+        // Waiting slots by when they are due; the number keeps keys unique.
+        let mut timers: BTreeMap<(Instant, u64), Arc<Slot>> = BTreeMap::new();
+        let mut keys: u64 = 0;
+        let mut passes = Passes::new();
+        loop {
+            let now = Instant::now();
+            while let Some(entry) = timers.first_entry().filter(|e| e.key().0 <= now) {
+                let slot = entry.remove();
+                let mut view = lock(&slot.view);
+                view.due = None;
+                view.queued = true;
+                drop(view);
+                ready.push_back(slot);
+            }
+            while !ready.is_empty() {
+                let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+                    break;
+                };
+                let Some(slot) = ready.pop_front() else {
+                    break;
+                };
+                {
+                    let mut view = lock(&slot.view);
+                    view.queued = false;
+                    if view.stopped {
+                        continue;
+                    }
+                    view.running = true;
+                }
+                passes.spawn(self.clone().run_pass(slot, permit));
+            }
+            let next = timers.first_key_value().map(|(key, _)| key.0);
+            let wake = async move {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shared.trigger.notified() => {}
-                _ = stop.changed() => break,
+                command = commands.recv() => match command {
+                    Some(Command::Start(slot)) => ready.push_back(slot),
+                    Some(Command::Trigger(slot)) => {
+                        let mut view = lock(&slot.view);
+                        if let Some(key) = view.due.take() {
+                            timers.remove(&key);
+                            view.queued = true;
+                            drop(view);
+                            ready.push_back(slot);
+                        } else if !view.queued && !view.stopped {
+                            // Running, or its end is not handled yet.
+                            view.again = true;
+                        }
+                    }
+                    Some(Command::Stop(slot)) => {
+                        if let Some(key) = lock(&slot.view).due.take() {
+                            timers.remove(&key);
+                        }
+                    }
+                    Some(Command::Shutdown) | None => return passes,
+                },
+                Some(ended) = passes.join_next() => match ended {
+                    Ok((slot, delay)) => {
+                        let mut view = lock(&slot.view);
+                        if std::mem::take(&mut view.again) {
+                            view.queued = true;
+                            drop(view);
+                            ready.push_back(slot);
+                        } else if !view.stopped {
+                            keys += 1;
+                            let key = (Instant::now() + delay, keys);
+                            view.due = Some(key);
+                            drop(view);
+                            timers.insert(key, slot);
+                        }
+                    }
+                    // A pass that panicked: its slot stays as it was left.
+                    Err(e) => tracing::error!("a pass ended abnormally: {e}"),
+                },
+                () = wake => {}
             }
         }
+    }
+
+    /// One pass of `slot`'s skill, holding `permit` until its sync is
+    /// done; returns the slot and the wait until its next check.
+    async fn run_pass(
+        self: Arc<Self>,
+        slot: Arc<Slot>,
+        permit: OwnedSemaphorePermit,
+    ) -> (Arc<Slot>, Duration) {
+        let engine = self.engine();
+        let Some(skill) = engine.config().skills.get(&*slot.name) else {
+            // Started as a reload took the skill out of the config; the
+            // reload stops the slot next.
+            lock(&slot.view).running = false;
+            self.slot_changed.notify_waiters();
+            return (slot, engine.config().daemon.poll_interval);
+        };
+        // Boxed: the sync's state machine is large, and this future is
+        // moved into its task.
+        let record = slot.record.lock().await;
+        let mut report = Box::pin(engine.sync(skill)).await;
+        drop(record);
+        drop(permit);
+        crate::memory::after_pass();
+        log_report(&report);
+        let current = self.engine();
+        let interval = current.config().daemon.poll_interval;
+        // Only this pass changes these now.
+        let (failures, first) = {
+            let mut view = lock(&slot.view);
+            view.failures = match report.state {
+                SyncState::Error => view.failures.saturating_add(1),
+                _ => 0,
+            };
+            (view.failures, !view.checked)
+        };
+        let delay = if report.state == SyncState::Error {
+            let retry = RETRY_MIN
+                .saturating_mul(1u32 << failures.min(16).saturating_sub(1))
+                .min(interval);
+            // A registry that rate-limits us or is down is not asked
+            // before its next try, whatever this skill's own retry.
+            let registry_wait = current
+                .next_try(&skill.image)
+                .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                .unwrap_or_default();
+            retry.max(registry_wait)
+        } else {
+            interval
+        };
+        // After the pass at start, each skill keeps a stable offset of its
+        // own, so a fleet restarted at once spreads its polls.
+        let delay = if first {
+            delay + poll_offset(&skill.name, interval, current.config().daemon.jitter)
+        } else {
+            delay
+        };
+        let now = SystemTime::now();
+        let mut view = lock(&slot.view);
+        let mut events = std::mem::take(&mut report.events);
+        // A conflict or a drift is an event when it appears, not on every
+        // poll.
+        for t in report
+            .targets
+            .iter()
+            .filter(|t| matches!(t.state, TargetSync::Conflict | TargetSync::Drifted))
+        {
+            let was = view.checked
+                && view.report.as_ref().is_some_and(|r| {
+                    r.targets
+                        .iter()
+                        .any(|p| *p.name == *t.name && p.state == t.state)
+                });
+            if !was {
+                events.push(Event {
+                    at: rfc3339(now),
+                    skill: skill.name.clone(),
+                    kind: if t.state == TargetSync::Conflict {
+                        EventKind::Conflict
+                    } else {
+                        EventKind::Drift
+                    },
+                    target: Some(t.name.clone()),
+                    version: report.version.clone(),
+                    digest: report.digest.as_ref().map(|d| d.to_string()),
+                    message: t.error.clone().unwrap_or_default(),
+                });
+            }
+        }
+        self.push_events(events);
+        view.running = false;
+        view.done += 1;
+        view.report = Some(report.into());
+        view.checked = true;
+        view.last_checked = Some(now);
+        view.next_check = Some(now + delay);
+        drop(view);
+        self.slot_changed.notify_waiters();
+        self.notifier.status(&self.summary());
+        (slot, delay)
     }
 
     fn push_events(&self, new: Vec<Event>) {
@@ -683,7 +871,7 @@ impl Daemon {
         let slots = lock(&self.slots);
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
         for slot in slots.values() {
-            let view = lock(&slot.shared.view);
+            let view = lock(&slot.view);
             let word = match (view.running, view.report.as_ref().map(|r| r.state)) {
                 (true, _) => "updating",
                 (_, Some(SyncState::InSync)) => "in sync",
@@ -698,9 +886,13 @@ impl Daemon {
         format!("{} skills: {}", slots.len(), parts.join(", "))
     }
 
-    fn skill_status(&self, slot: &Slot) -> SkillStatus {
-        let view = lock(&slot.shared.view);
+    /// What status shows of a slot; `engine` is the running one, read
+    /// with the slot list locked (so it names every slot's skill).
+    fn skill_status(engine: &Engine, slot: &Slot) -> Option<SkillStatus> {
+        let skill = engine.config().skills.get(&*slot.name)?;
+        let view = lock(&slot.view);
         let report = view.report.as_ref();
+        let text = |s: &Option<Box<str>>| s.as_deref().map(str::to_string);
         // Running now: updating; never checked (a report from the state
         // file): pending, whatever it recorded.
         let state = match report.map(|r| r.state) {
@@ -709,11 +901,11 @@ impl Daemon {
             Some(state) => state,
             None => SyncState::Pending,
         };
-        SkillStatus {
-            name: slot.skill.name.clone(),
-            image: slot.skill.image.to_string(),
-            follows: follows(&slot.skill),
-            version: report.and_then(|r| r.version.clone()),
+        Some(SkillStatus {
+            name: skill.name.clone(),
+            image: skill.image.to_string(),
+            follows: follows(skill),
+            version: report.and_then(|r| text(&r.version)),
             digest: report.and_then(|r| r.digest.as_ref().map(|d| d.to_string())),
             status: report.and_then(|r| {
                 if r.archived {
@@ -723,7 +915,7 @@ impl Daemon {
                 }
             }),
             state,
-            error: report.and_then(|r| r.error.clone()),
+            error: report.and_then(|r| text(&r.error)),
             last_checked: view.last_checked.map(rfc3339),
             next_check: if view.running {
                 None
@@ -735,32 +927,32 @@ impl Daemon {
                     r.targets
                         .iter()
                         .map(|t| TargetStatus {
-                            name: t.name.clone(),
+                            name: t.name.to_string(),
                             path: t.path.display().to_string(),
                             state: t.state,
-                            error: t.error.clone(),
+                            error: text(&t.error),
                         })
                         .collect()
                 })
                 .unwrap_or_default(),
-            held: report.and_then(|r| r.held.clone()),
-            backups: report.map(|r| r.backups.clone()).unwrap_or_default(),
-            served_by: report.and_then(|r| r.served_by.clone()),
-            insecure: self
-                .engine()
+            held: report.and_then(|r| text(&r.held)),
+            backups: report
+                .map(|r| r.backups.iter().map(|b| b.to_string()).collect())
+                .unwrap_or_default(),
+            served_by: report.and_then(|r| text(&r.served_by)),
+            insecure: engine
                 .config()
                 .registries
-                .get(&slot.skill.image.registry)
+                .get(&skill.image.registry)
                 .is_some_and(|r| r.insecure),
-            verification: report.and_then(|r| r.verification.clone()),
-            origin: self
-                .engine()
+            verification: report.and_then(|r| text(&r.verification)),
+            origin: engine
                 .config()
                 .layers
                 .origins
-                .get(&slot.skill.name)
+                .get(&skill.name)
                 .map(|o| o.defined_at.clone()),
-        }
+        })
     }
 
     /// Installed folders the config no longer names and that were kept
@@ -843,41 +1035,50 @@ impl Daemon {
             Ok(e) => Arc::new(e),
             Err(e) => return rejected(self, e.to_string()),
         };
-        *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine.clone();
         let mut added = Vec::new();
         let mut removed = Vec::new();
         let mut changed = Vec::new();
+        let mut stopped = Vec::new();
         {
             let mut slots = lock(&self.slots);
-            let names: Vec<String> = slots.keys().cloned().collect();
+            // Swapped with the slot list locked: every slot left in it is
+            // one the new config names with the same settings.
+            *self.engine.write().unwrap_or_else(|e| e.into_inner()) = engine.clone();
+            let names: Vec<Arc<str>> = slots.keys().cloned().collect();
             for name in names {
-                let keep = engine.config().skills.get(&name).is_some_and(|s| {
-                    slots.get(&name).is_some_and(|slot| {
-                        slot.skill == *s && slot.paths == Self::target_paths(&engine, s)
-                    })
-                });
+                // Every slot was made for the old config's skill.
+                let keep = match (
+                    old.config().skills.get(&*name),
+                    engine.config().skills.get(&*name),
+                ) {
+                    (Some(was), Some(now)) => {
+                        was == now
+                            && Self::target_paths(&old, was) == Self::target_paths(&engine, now)
+                    }
+                    _ => false,
+                };
                 if !keep {
                     if let Some(slot) = slots.remove(&name) {
-                        let _ = slot.stop.send(true);
+                        self.stop_slot(&slot);
+                        stopped.push(slot);
                     }
-                    if engine.config().skills.contains_key(&name) {
-                        changed.push(name);
+                    if engine.config().skills.contains_key(&*name) {
+                        changed.push(name.to_string());
                     } else {
-                        removed.push(name);
+                        removed.push(name.to_string());
                     }
                 }
             }
             for name in engine.config().skills.keys() {
-                if !slots.contains_key(name) && !changed.contains(name) {
+                if !slots.contains_key(name.as_str()) && !changed.contains(name) {
                     added.push(name.clone());
                 }
             }
         }
         // Passes of removed or changed skills under way finish first, then
         // what the config no longer names is pruned.
-        for name in removed.iter().chain(changed.iter()) {
-            let pass = self.pass_lock(name);
-            let _done = pass.lock().await;
+        for slot in &stopped {
+            self.wait_view(slot, |view| !view.running).await;
         }
         match engine.prune().await {
             Ok(events) => self.push_events(events),
@@ -889,7 +1090,7 @@ impl Daemon {
         });
         for name in added.iter().chain(changed.iter()) {
             if let Some(skill) = engine.config().skills.get(name) {
-                self.add_slot(skill.clone(), &engine, &state);
+                self.add_slot(skill, &engine, &state);
             }
         }
         self.refresh_unmanaged(&engine, &state);
@@ -924,11 +1125,21 @@ impl Daemon {
     /// and recorded as pending first, so nothing is left half-written).
     pub async fn shutdown(&self) {
         for slot in lock(&self.slots).values() {
-            let _ = slot.stop.send(true);
+            self.stop_slot(slot);
         }
-        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
+        let _ = self.commands.send(Command::Shutdown);
+        let Some(scheduler) = lock(&self.scheduler).take() else {
+            return;
+        };
+        let mut passes = match scheduler.await {
+            Ok(passes) => passes,
+            Err(e) => {
+                tracing::error!("the scheduler ended abnormally: {e}");
+                return;
+            }
+        };
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while tasks.join_next().await.is_some() {}
+            while passes.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
@@ -936,8 +1147,8 @@ impl Daemon {
                 "passes still running after {}s; stopping them (installs are atomic, nothing is half-written)",
                 SHUTDOWN_GRACE.as_secs()
             );
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+            passes.abort_all();
+            while passes.join_next().await.is_some() {}
         }
     }
 
@@ -967,18 +1178,20 @@ impl Daemon {
         total
     }
 
-    fn slot_shared(&self, name: &str) -> Option<Arc<SlotShared>> {
-        lock(&self.slots).get(name).map(|s| s.shared.clone())
+    fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        lock(&self.slots).get(name).cloned()
     }
 }
 
 impl Controller for Daemon {
     fn status(&self) -> StatusResponse {
+        let slots = lock(&self.slots);
         let engine = self.engine();
-        let skills = lock(&self.slots)
+        let skills = slots
             .values()
-            .map(|s| self.skill_status(s))
+            .filter_map(|s| Self::skill_status(&engine, s))
             .collect();
+        drop(slots);
         StatusResponse {
             daemon: DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -998,7 +1211,9 @@ impl Controller for Daemon {
     }
 
     fn skill(&self, name: &str) -> Option<SkillStatus> {
-        lock(&self.slots).get(name).map(|s| self.skill_status(s))
+        let slots = lock(&self.slots);
+        let engine = self.engine();
+        slots.get(name).and_then(|s| Self::skill_status(&engine, s))
     }
 
     async fn sync(&self, name: Option<String>, wait: bool) -> Result<SyncResponse, String> {
@@ -1008,39 +1223,43 @@ impl Controller for Daemon {
         }
         let names: Vec<String> = match &name {
             Some(n) => {
-                if !lock(&self.slots).contains_key(n) {
+                if !lock(&self.slots).contains_key(n.as_str()) {
                     return Err(format!("no skill named {n:?} is configured"));
                 }
                 vec![n.clone()]
             }
-            None => lock(&self.slots).keys().cloned().collect(),
+            None => lock(&self.slots).keys().map(|n| n.to_string()).collect(),
         };
         // For each skill: the pass count that proves a pass *started after
         // this request* has finished.
         let mut waits = Vec::new();
         for n in &names {
-            let Some(shared) = self.slot_shared(n) else {
+            let Some(slot) = self.slot(n) else {
                 continue;
             };
             let target = {
-                let view = lock(&shared.view);
+                let view = lock(&slot.view);
                 view.done + if view.running { 2 } else { 1 }
             };
-            shared.trigger.notify_one();
-            waits.push((shared, target));
+            let _ = self.commands.send(Command::Trigger(slot.clone()));
+            waits.push((slot, target));
         }
         if wait {
-            for (shared, target) in &waits {
-                let mut rx = shared.done.subscribe();
-                // A slot stopped by a reload ends the wait (its sender drops).
-                let _ = rx.wait_for(|done| *done >= *target).await;
+            for (slot, target) in &waits {
+                // A slot stopped by a reload ends the wait once its last
+                // pass is over.
+                self.wait_view(slot, |view| {
+                    view.done >= *target || (view.stopped && !view.running)
+                })
+                .await;
             }
         }
         let slots = lock(&self.slots);
+        let engine = self.engine();
         let skills = names
             .iter()
-            .filter_map(|n| slots.get(n))
-            .map(|s| self.skill_status(s))
+            .filter_map(|n| slots.get(n.as_str()))
+            .filter_map(|s| Self::skill_status(&engine, s))
             .collect();
         Ok(SyncResponse {
             waited: wait,
@@ -1053,16 +1272,13 @@ impl Controller for Daemon {
     }
 
     async fn hold(&self, name: String, action: HoldAction) -> Result<HoldResponse, ActionError> {
-        if !lock(&self.slots).contains_key(&name) {
+        let Some(slot) = lock(&self.slots).get(name.as_str()).cloned() else {
             return Err(ActionError::NotFound(format!(
                 "no skill named {name:?} is configured"
             )));
-        }
+        };
         let engine = self.engine();
-        // Not in the middle of a pass of the skill, whose record would
-        // otherwise overwrite the hold.
-        let pass_lock = self.pass_lock(&name);
-        let pass = pass_lock.lock().await;
+        let record = slot.record.lock().await;
         let message = match action {
             HoldAction::Hold => engine.hold(&name).await,
             HoldAction::Rollback => engine.rollback(&name).await,
@@ -1075,7 +1291,7 @@ impl Controller for Daemon {
             }),
         }
         .map_err(|e| ActionError::Refused(e.to_string()))?;
-        drop(pass);
+        drop(record);
         tracing::info!(skill = %name, "{message}");
         let kind = match action {
             HoldAction::Hold => EventKind::Hold,
