@@ -212,6 +212,23 @@ pub struct DaemonSettings {
     /// The most one registry request (a tag list, a HEAD, a manifest) may
     /// take, headers and body together (default 60 s).
     pub request_timeout: Duration,
+    /// How a new tree is made durable before it is swapped in.
+    pub durability: Durability,
+}
+
+/// `[daemon] durability`: how a staged skill tree is made durable before
+/// it replaces the installed one (either way an agent sees the old tree or
+/// the new one, also after a crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// One `syncfs(2)` of the target's filesystem per tree (Linux): one
+    /// device flush instead of one per file and directory. It also
+    /// flushes whatever other programs have pending on that filesystem.
+    #[default]
+    Syncfs,
+    /// `fsync(2)` of every file and directory: slower, but waits for
+    /// nothing else. The only mode outside Linux.
+    Fsync,
 }
 
 impl Default for DaemonSettings {
@@ -227,6 +244,7 @@ impl Default for DaemonSettings {
             prune: true,
             jitter: DEFAULT_JITTER,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            durability: Durability::default(),
         }
     }
 }
@@ -510,6 +528,7 @@ struct RawDaemon {
     prune: Option<bool>,
     jitter: Option<Spanned<f64>>,
     request_timeout: Option<Spanned<String>>,
+    durability: Option<Spanned<String>>,
 }
 
 /// `[defaults]`, as written.
@@ -919,6 +938,16 @@ impl Checker<'_> {
         }
         if let Some(v) = raw.prune {
             out.prune = v;
+        }
+        if let Some(v) = &raw.durability {
+            match v.get_ref().as_str() {
+                "syncfs" => out.durability = Durability::Syncfs,
+                "fsync" => out.durability = Durability::Fsync,
+                other => self.error(
+                    v.span(),
+                    format!("invalid durability {other:?}: \"syncfs\" or \"fsync\""),
+                ),
+            }
         }
         if let Some(v) = &raw.jitter {
             let j = *v.get_ref();
@@ -1740,6 +1769,7 @@ channel = "testing"
                 prune: true,
                 jitter: 0.1,
                 request_timeout: Duration::from_secs(60),
+                durability: Durability::Syncfs,
             },
             registries: BTreeMap::from([
                 (
@@ -2413,6 +2443,21 @@ channel = "testing"
                 )],
             );
         }
+    }
+
+    #[test]
+    fn durability() {
+        assert_eq!(parse_ok(&with_ok("")).daemon.durability, Durability::Syncfs);
+        for (raw, want) in [("syncfs", Durability::Syncfs), ("fsync", Durability::Fsync)] {
+            let c = parse_ok(&with_ok(&format!("[daemon]\ndurability = \"{raw}\"\n")));
+            assert_eq!(c.daemon.durability, want);
+        }
+        assert_one(
+            &with_ok("[daemon]\ndurability = \"none\"\n"),
+            2,
+            14,
+            &["invalid durability \"none\": \"syncfs\" or \"fsync\""],
+        );
     }
 
     #[test]

@@ -56,6 +56,17 @@ pub fn prepare_staging(target_dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(staging)
 }
 
+/// Makes everything written to `dir`'s filesystem so far durable, with
+/// one `syncfs(2)`: a staged tree written without fsyncs, before it is
+/// swapped in.
+#[cfg(target_os = "linux")]
+pub fn sync_filesystem(dir: &Path) -> Result<()> {
+    let d = File::open(dir).ctx("opening", dir)?;
+    rustix::fs::syncfs(&d)
+        .map_err(std::io::Error::from)
+        .ctx("syncing the filesystem of", dir)
+}
+
 /// fsyncs a directory, so renames and creations inside it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

@@ -53,14 +53,18 @@ pub const MANAGED_BY: &str = "skillsyncd";
 const MAX_MARKER: u64 = 64 * 1024;
 
 impl Marker {
-    /// Writes the marker into `dir` (a staging tree), mode 0644.
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    /// Writes the marker into `dir` (a staging tree), mode 0644; fsynced
+    /// with `sync` (else the caller makes the tree durable as a whole).
+    pub fn write(&self, dir: &Path, sync: bool) -> Result<()> {
         let path = dir.join(MARKER_FILE);
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::State {
             path: path.clone(),
             reason: e.to_string(),
         })?;
         std::fs::write(&path, bytes).ctx("writing", &path)?;
+        if !sync {
+            return Ok(());
+        }
         std::fs::File::open(&path)
             .and_then(|f| f.sync_all())
             .ctx("syncing", &path)
@@ -104,7 +108,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         assert_eq!(Marker::read(dir, "x"), None);
-        marker("x").write(dir).unwrap();
+        marker("x").write(dir, true).unwrap();
         assert_eq!(Marker::read(dir, "x"), Some(marker("x")));
         assert_eq!(Marker::read(dir, "y"), None, "another skill's marker");
         std::fs::write(dir.join(MARKER_FILE), b"{\"managed_by\":\"someone\"}").unwrap();

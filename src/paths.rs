@@ -210,6 +210,7 @@ mod tests {
             prune: true,
             jitter: 0.1,
             request_timeout: Duration::from_secs(60),
+            durability: Default::default(),
         }
     }
 

@@ -254,6 +254,18 @@ pub fn write(
     provenance: &Provenance,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Written> {
+    write_with(skill_dir, name, provenance, annotations, true)
+}
+
+/// [`write`]; with `sync` false nothing is fsynced, for a tree whose
+/// caller makes it durable as a whole (a staged install).
+pub fn write_with(
+    skill_dir: &Path,
+    name: &str,
+    provenance: &Provenance,
+    annotations: &BTreeMap<String, String>,
+    sync: bool,
+) -> Result<Written> {
     validate(provenance)?;
     let path = skill_dir.join(SKILL_YAML);
     let (card, written) = match read_capped(&path)? {
@@ -273,7 +285,7 @@ pub fn write(
             source,
         }
     })?;
-    write_atomic(skill_dir, &path, text.as_bytes())?;
+    write_atomic(skill_dir, &path, text.as_bytes(), sync)?;
     Ok(written)
 }
 
@@ -581,8 +593,9 @@ fn minimal_card(
 }
 
 /// Replaces `path` with `bytes`: a temporary file in `dir`, mode 0644,
-/// fsynced, renamed over `path`, then `dir` fsynced.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+/// fsynced, renamed over `path`, then `dir` fsynced (the fsyncs only with
+/// `sync`).
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let io_err = |action, path: &Path, source| ProvenanceError::Io {
         action,
         path: path.to_path_buf(),
@@ -599,11 +612,16 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.as_file()
         .set_permissions(Permissions::from_mode(0o644))
         .map_err(|e| io_err("setting the mode of", tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| io_err("syncing", tmp.path(), e))?;
+    if sync {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| io_err("syncing", tmp.path(), e))?;
+    }
     tmp.persist(path)
         .map_err(|e| io_err("renaming into place", path, e.error))?;
+    if !sync {
+        return Ok(());
+    }
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err("syncing directory", dir, e))

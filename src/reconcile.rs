@@ -1813,12 +1813,21 @@ impl Engine {
         let name = name.to_string();
         let limits = self.limits.clone();
         let known = known.clone();
+        // Every file and directory fsynced as written, or the whole staged
+        // tree made durable at once by a syncfs of its filesystem.
+        let each_file = !cfg!(target_os = "linux")
+            || self.config.daemon.durability == crate::config::Durability::Fsync;
+        let mode = if each_file {
+            unpack::SyncMode::EachFile
+        } else {
+            unpack::SyncMode::Caller
+        };
         tokio::task::spawn_blocking(move || -> Result<TreeRecord> {
             let staging = install::prepare_staging(&target_dir, &name)?;
             let result = (|| {
                 let blob = &staged.blob;
                 let file = std::fs::File::open(blob).map_err(|e| Error::io("opening", blob, e))?;
-                unpack::unpack_tar_gz(std::io::BufReader::new(file), &staging, &limits)?;
+                unpack::unpack_tar_gz_with(std::io::BufReader::new(file), &staging, &limits, mode)?;
                 if !staging.join("SKILL.md").is_file() {
                     return Err(Error::Format {
                         reference: name.clone(),
@@ -1827,7 +1836,13 @@ impl Engine {
                 }
                 // What `skillctl install` records, so `skillctl list
                 // --installed` and `skillctl upgrade` see this copy.
-                provenance::write(&staging, &name, &staged.provenance, &staged.annotations)?;
+                provenance::write_with(
+                    &staging,
+                    &name,
+                    &staged.provenance,
+                    &staged.annotations,
+                    each_file,
+                )?;
                 // The tree as it will be installed, and the marker that
                 // makes it recognisably ours without the state file.
                 let tree = tree::record(&staging, &[MARKER_FILE])?;
@@ -1842,9 +1857,15 @@ impl Engine {
                     tree_hash: tree.hash.clone(),
                     installed_at: now_rfc3339(),
                 }
-                .write(&staging)?;
-                // The marker's entry, durable before the tree is visible.
-                install::sync_dir(&staging)?;
+                .write(&staging, each_file)?;
+                // All of it durable before the tree is visible (with
+                // fsyncs: the marker's entry in the staging root).
+                if each_file {
+                    install::sync_dir(&staging)?;
+                } else {
+                    #[cfg(target_os = "linux")]
+                    install::sync_filesystem(&staging)?;
+                }
                 install::swap_into_place(&target_dir, &name, &staging)?;
                 Ok(tree)
             })();

@@ -23,7 +23,8 @@
 //! (directories 0755, files 0755 if any execute bit is set, else 0644).
 //! Everything is created relative to an open handle on the destination,
 //! never following a link, with `O_EXCL` for files; files are fsynced as
-//! they are written and every directory at the end. The whole decompressed
+//! they are written and every directory at the end, unless the caller
+//! makes the tree durable itself ([`SyncMode::Caller`]). The whole decompressed
 //! stream, end-of-archive padding included, is hashed: its sha256 is the
 //! layer's OCI `diff_id`.
 
@@ -281,6 +282,26 @@ pub fn unpack_tar_gz(
     dest: &Path,
     limits: &Limits,
 ) -> Result<Unpacked, UnpackError> {
+    unpack_tar_gz_with(reader, dest, limits, SyncMode::EachFile)
+}
+
+/// Whether [`unpack_tar_gz_with`] makes what it wrote durable itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// fsync every file as it is written and every directory at the end.
+    EachFile,
+    /// Nothing is synced: the caller makes the tree durable (with one
+    /// `syncfs` of its filesystem, say) before it is relied upon.
+    Caller,
+}
+
+/// [`unpack_tar_gz`], syncing as `sync` says.
+pub fn unpack_tar_gz_with(
+    reader: impl Read,
+    dest: &Path,
+    limits: &Limits,
+    sync: SyncMode,
+) -> Result<Unpacked, UnpackError> {
     let mut reader = reader;
     let mut magic = [0u8; 2];
     let got =
@@ -297,7 +318,7 @@ pub fn unpack_tar_gz(
         meter: Rc::clone(&meter),
     };
 
-    let mut tree = Tree::open(dest)?;
+    let mut tree = Tree::open(dest, sync)?;
     let mut archive = tar::Archive::new(metered);
     let mut entries_seen = 0u64;
     {
@@ -327,7 +348,9 @@ pub fn unpack_tar_gz(
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| meter.borrow().read_error(e))?;
 
-    tree.sync_dirs()?;
+    if sync == SyncMode::EachFile {
+        tree.sync_dirs()?;
+    }
     let hasher = std::mem::take(&mut meter.borrow_mut().hasher);
     Ok(Unpacked {
         files: tree.files,
@@ -619,6 +642,7 @@ struct Tree {
     bytes: u64,
     /// The directory the last entry went into, kept open for the next.
     last_parent: Option<(String, OwnedFd)>,
+    sync: SyncMode,
 }
 
 const DIR_MODE: u32 = 0o755;
@@ -634,7 +658,7 @@ fn mode(bits: u32) -> Mode {
 }
 
 impl Tree {
-    fn open(dest: &Path) -> Result<Tree, UnpackError> {
+    fn open(dest: &Path, sync: SyncMode) -> Result<Tree, UnpackError> {
         let io_err = |source: io::Error| UnpackError::Io {
             path: dest.to_path_buf(),
             source,
@@ -655,6 +679,7 @@ impl Tree {
             files: 0,
             bytes: 0,
             last_parent: None,
+            sync,
         })
     }
 
@@ -820,7 +845,9 @@ impl Tree {
             file.write_all(&buf[..n]).map_err(self.io_err(&rel))?;
             written += n as u64;
         }
-        file.sync_all().map_err(self.io_err(&rel))?;
+        if self.sync == SyncMode::EachFile {
+            file.sync_all().map_err(self.io_err(&rel))?;
+        }
         self.files += 1;
         self.bytes += size;
         Ok(())

@@ -43,8 +43,13 @@ impl World {
 
     /// Writes a config with the proxy marked insecure, then `skills`.
     fn config(&self, skills: &str) -> PathBuf {
+        self.config_with("", skills)
+    }
+
+    /// [`World::config`] with more `[daemon]` settings.
+    fn config_with(&self, daemon: &str, skills: &str) -> PathBuf {
         self.env.write_config(&format!(
-            "[daemon]\npoll_interval = \"1s\"\n\n[registries.\"{}\"]\ninsecure = true\n\n\
+            "[daemon]\npoll_interval = \"1s\"\n{daemon}\n[registries.\"{}\"]\ninsecure = true\n\n\
              [targets.project-x]\npath = \"~/src/project-x/.claude/skills\"\n\n{skills}",
             self.proxy.host()
         ))
@@ -254,12 +259,24 @@ fn the_single_state_file_of_an_earlier_version_is_carried_over() {
 
 #[test]
 fn a_new_version_replaces_the_old_in_every_target() {
+    replaces_the_old_in_every_target("");
+}
+
+#[test]
+fn with_an_fsync_per_file_a_new_version_replaces_the_old_too() {
+    replaces_the_old_in_every_target("durability = \"fsync\"\n");
+}
+
+fn replaces_the_old_in_every_target(daemon: &str) {
     let w = World::new();
     w.publisher.push(&hello("1.0.0").build());
-    w.config(&format!(
-        "[skills.hello]\nimage = \"{}\"\nversion = \"^1\"\ntargets = [\"claude\", \"project-x\"]\n",
-        w.image("examples/hello")
-    ));
+    w.config_with(
+        daemon,
+        &format!(
+            "[skills.hello]\nimage = \"{}\"\nversion = \"^1\"\ntargets = [\"claude\", \"project-x\"]\n",
+            w.image("examples/hello")
+        ),
+    );
     assert_eq!(code(&w.once()), 0);
     let v11 = hello("1.1.0").file("docs/new.md", "new in 1.1\n").build();
     w.publisher.push(&v11);
