@@ -296,6 +296,11 @@ fn cold(bench: &mut Bench) {
     bench.progress("cold sync: skillsyncd --once");
     let (mut wall, mut cpu, mut rss, mut requests) = Default::default();
     let mut counts = Counts::default();
+    // Each run's sandbox is kept until the section ends: on ext4 without
+    // a journal, inode allocation skips (one by one) every inode freed in
+    // the last minutes, so deleting 8,000 of them between runs made each
+    // run slower than the one before.
+    let mut sandboxes = Vec::new();
     for _ in 0..bench.options.runs {
         let env = TestEnv::new();
         env.write_config(&toml);
@@ -309,6 +314,7 @@ fn cold(bench: &mut Bench) {
         push_usage(&mut wall, &mut cpu, &mut rss, usage);
         Sample::push(&mut requests, c.total() as f64);
         counts = c;
+        sandboxes.push(env);
     }
     let skillsyncd_wall = wall.median();
     let title = format!("1. cold sync, {COLD_SKILLS} skills × 3 targets, skillsyncd --once");
