@@ -26,7 +26,7 @@
 //! notifications. It takes its shutdown signal from the caller, as
 //! mini-redis does.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
@@ -50,7 +50,7 @@ use crate::paths::Paths;
 use crate::reconcile::{Engine, SkillReport, SyncState, TargetSync};
 use crate::reference::Digest;
 use crate::service::Notifier;
-use crate::state::State;
+use crate::state::SkillState;
 
 /// How many skills are synced at once.
 pub const CONCURRENCY: usize = 8;
@@ -530,13 +530,11 @@ impl Daemon {
             Ok(events) => daemon.push_events(events),
             Err(e) => tracing::warn!("removing skills no longer configured: {e}"),
         }
-        let state = engine.state().await.unwrap_or_else(|e| {
-            tracing::warn!("reading the state: {e}");
-            State::default()
-        });
-        daemon.refresh_unmanaged(&engine, &state);
+        let names = engine.config().skills.keys().cloned().collect();
+        let (mut outcomes, unmanaged) = Self::read_records(&engine, names).await;
+        *lock(&daemon.unmanaged) = unmanaged;
         for skill in engine.config().skills.values() {
-            daemon.add_slot(skill, &engine, &state);
+            daemon.add_slot(skill, outcomes.remove(&skill.name));
         }
         tracing::info!(
             skills = engine.config().skills.len(),
@@ -565,8 +563,7 @@ impl Daemon {
     }
 
     /// A report made from the state file, shown before the first pass.
-    fn recorded_report(engine: &Engine, skill: &Skill, state: &State) -> SkillReport {
-        let prev = state.skills.get(&skill.name);
+    fn recorded_report(engine: &Engine, skill: &Skill, prev: Option<&SkillState>) -> SkillReport {
         let current = prev.and_then(|p| p.current.as_ref());
         let targets = skill
             .targets
@@ -615,12 +612,52 @@ impl Daemon {
         }
     }
 
-    fn add_slot(&self, skill: &Skill, engine: &Engine, state: &State) {
+    /// Reads the state records, one at a time: what status shows of each
+    /// skill in `names` until its first pass, and the unmanaged folders.
+    async fn read_records(
+        engine: &Arc<Engine>,
+        names: Vec<String>,
+    ) -> (HashMap<String, Outcome>, Vec<UnmanagedSkill>) {
+        let engine = engine.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut outcomes = HashMap::new();
+            let mut unmanaged = Vec::new();
+            let mut wanted: HashSet<String> = names.into_iter().collect();
+            let visited = engine.visit_state(|name, record| {
+                if let Some(skill) = wanted
+                    .take(name)
+                    .and_then(|_| engine.config().skills.get(name))
+                {
+                    let report = Self::recorded_report(&engine, skill, Some(&record));
+                    outcomes.insert(name.to_string(), report.into());
+                }
+                unmanaged.extend(Self::unmanaged_of(&engine, name, &record));
+            });
+            if let Err(e) = visited {
+                tracing::warn!("reading the state: {e}");
+            }
+            // Never recorded: pending.
+            for name in wanted {
+                if let Some(skill) = engine.config().skills.get(&name) {
+                    let report = Self::recorded_report(&engine, skill, None);
+                    outcomes.insert(name, report.into());
+                }
+            }
+            (outcomes, unmanaged)
+        })
+        .await;
+        read.unwrap_or_else(|e| {
+            tracing::warn!("reading the state: {e}");
+            Default::default()
+        })
+    }
+
+    fn add_slot(&self, skill: &Skill, outcome: Option<Outcome>) {
         let name: Arc<str> = skill.name.as_str().into();
         let slot = Arc::new(Slot {
             name: name.clone(),
             view: StdMutex::new(SlotView {
-                report: Some(Self::recorded_report(engine, skill, state).into()),
+                report: outcome,
                 // Its first pass is due at once.
                 queued: true,
                 ..Default::default()
@@ -957,26 +994,21 @@ impl Daemon {
 
     /// Installed folders the config no longer names and that were kept
     /// (`prune = false`, or edited by hand).
-    fn refresh_unmanaged(&self, engine: &Engine, state: &State) {
-        let list = state
-            .skills
+    /// The folders of skill `name` that the config no longer wants but
+    /// that are still there (kept by `prune = false` or because edited).
+    fn unmanaged_of(engine: &Engine, name: &str, record: &SkillState) -> Option<UnmanagedSkill> {
+        let paths: Vec<String> = record
+            .targets
             .iter()
-            .filter_map(|(name, s)| {
-                let paths: Vec<String> = s
-                    .targets
-                    .iter()
-                    .filter(|(tname, t)| !engine.config().wants(name, tname, &t.path))
-                    .map(|(_, t)| t)
-                    .filter(|t| t.installed.is_some() && t.path.exists())
-                    .map(|t| t.path.display().to_string())
-                    .collect();
-                (!paths.is_empty()).then(|| UnmanagedSkill {
-                    name: name.clone(),
-                    paths,
-                })
-            })
+            .filter(|(tname, t)| !engine.config().wants(name, tname, &t.path))
+            .map(|(_, t)| t)
+            .filter(|t| t.installed.is_some() && t.path.exists())
+            .map(|t| t.path.display().to_string())
             .collect();
-        *lock(&self.unmanaged) = list;
+        (!paths.is_empty()).then(|| UnmanagedSkill {
+            name: name.to_string(),
+            paths,
+        })
     }
 
     /// Reloads the config file. A config that fails to load is rejected
@@ -1084,16 +1116,14 @@ impl Daemon {
             Ok(events) => self.push_events(events),
             Err(e) => tracing::warn!("removing skills no longer configured: {e}"),
         }
-        let state = engine.state().await.unwrap_or_else(|e| {
-            tracing::warn!("reading the state: {e}");
-            State::default()
-        });
+        let names = added.iter().chain(changed.iter()).cloned().collect();
+        let (mut outcomes, unmanaged) = Self::read_records(&engine, names).await;
         for name in added.iter().chain(changed.iter()) {
             if let Some(skill) = engine.config().skills.get(name) {
-                self.add_slot(skill, &engine, &state);
+                self.add_slot(skill, outcomes.remove(name));
             }
         }
-        self.refresh_unmanaged(&engine, &state);
+        *lock(&self.unmanaged) = unmanaged;
         *lock(&self.config_error) = None;
         *lock(&self.config_loaded_at) = rfc3339(SystemTime::now());
         let files = watched(engine.config(), &self.config_path);

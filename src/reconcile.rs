@@ -425,6 +425,12 @@ impl Engine {
         )
     }
 
+    /// Calls `f` with each skill's recorded state, one at a time, in name
+    /// order (blocking: file reads).
+    pub fn visit_state(&self, f: impl FnMut(&str, SkillState)) -> Result<()> {
+        self.state.visit(f)
+    }
+
     /// Every skill's recorded state, read from the state files.
     pub async fn state(&self) -> Result<State> {
         let store = self.state.clone();
@@ -487,21 +493,26 @@ impl Engine {
         if self.dry_run {
             return Ok(0);
         }
-        let state = self.state().await?;
-        let keep = state
-            .skills
-            .values()
-            .flat_map(|s| {
-                s.targets
-                    .values()
-                    .filter_map(|t| t.installed.as_ref())
-                    .chain(s.current.as_ref())
-                    .chain(s.history.iter())
-                    .chain(s.hold.as_ref().map(|h| &h.installed))
-                    .flat_map(|i| [i.layer_digest.clone(), i.manifest_digest.clone()])
-                    .chain(s.ref_digest.clone())
-            })
-            .collect();
+        let store = self.state.clone();
+        let keep = tokio::task::spawn_blocking(move || {
+            let mut keep = std::collections::HashSet::new();
+            store
+                .visit(|_, s| {
+                    keep.extend(
+                        s.targets
+                            .values()
+                            .filter_map(|t| t.installed.as_ref())
+                            .chain(s.current.as_ref())
+                            .chain(s.history.iter())
+                            .chain(s.hold.as_ref().map(|h| &h.installed))
+                            .flat_map(|i| [i.layer_digest.clone(), i.manifest_digest.clone()])
+                            .chain(s.ref_digest.clone()),
+                    );
+                })
+                .map(|()| keep)
+        })
+        .await
+        .map_err(|e| Error::Task(format!("reading the state failed: {e}")))??;
         self.cache.collect_garbage(&keep)
     }
 
@@ -726,14 +737,17 @@ impl Engine {
     pub async fn prune(&self) -> Result<Vec<Event>> {
         let mut events = Vec::new();
         let _edits = self.edits.lock().await;
-        let mut state = self.state().await?;
-        let names: Vec<String> = state.skills.keys().cloned().collect();
+        let store = self.state.clone();
+        let names = tokio::task::spawn_blocking(move || store.names())
+            .await
+            .map_err(|e| Error::Task(format!("reading the state failed: {e}")))??;
         for name in names {
             let mut changed = false;
             let configured = self.config.skills.get(&name);
-            let Some(skill_state) = state.skills.get_mut(&name) else {
+            let Some(mut recorded) = self.load_state(&name).await? else {
                 continue;
             };
+            let skill_state = &mut recorded;
             let stale: Vec<String> = skill_state
                 .targets
                 .iter()

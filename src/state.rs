@@ -269,7 +269,7 @@ impl Store {
                 state_dir.join(SKILLS_DIR).display()
             );
         }
-        store.load_all()?;
+        store.visit(|_, _| {})?;
         Ok(store)
     }
 
@@ -369,39 +369,59 @@ impl Store {
         }
     }
 
-    /// Every skill's record.
+    /// Every skill's record, all in memory: for a dry run's copy. Prefer
+    /// [`Store::visit`], which holds one record at a time.
     pub fn load_all(&self) -> Result<State> {
         let mut state = State {
             version: FORMAT_VERSION,
             skills: BTreeMap::new(),
         };
-        match self {
-            Store::Memory(m) => state.skills = Self::memory_state(m).skills.clone(),
+        self.visit(|name, skill| {
+            state.skills.insert(name.to_string(), skill);
+        })?;
+        Ok(state)
+    }
+
+    /// The names of the skills with a record, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let mut names = match self {
+            Store::Memory(m) => Self::memory_state(m).skills.keys().cloned().collect(),
             Store::Files(dir) => {
                 let entries = match std::fs::read_dir(dir) {
                     Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
                     Err(e) => return Err(Error::io("reading", dir, e)),
                 };
+                let mut names = Vec::new();
                 for entry in entries {
                     let entry = entry.ctx("reading", dir)?;
-                    let file_name = entry.file_name();
                     // Temporary files (`.tmp-…`) and anything else that is
                     // not a skill's record are not read.
-                    let Some(name) = file_name
+                    if let Some(name) = entry
+                        .file_name()
                         .to_str()
                         .and_then(|f| f.strip_suffix(".json"))
                         .filter(|n| crate::provenance::is_valid_name(n))
-                    else {
-                        continue;
-                    };
-                    if let Some(skill) = self.load(name)? {
-                        state.skills.insert(name.to_string(), skill);
+                    {
+                        names.push(name.to_string());
                     }
                 }
+                names
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    /// Calls `f` with each skill's record in name order, one at a time
+    /// (a daemon with thousands of skills never holds them all).
+    pub fn visit(&self, mut f: impl FnMut(&str, SkillState)) -> Result<()> {
+        for name in self.names()? {
+            if let Some(skill) = self.load(&name)? {
+                f(&name, skill);
             }
         }
-        Ok(state)
+        Ok(())
     }
 
     /// The directory of the per-skill files (`None` in memory).
