@@ -19,7 +19,8 @@
 //! A reload parses the config file; a config that fails keeps the last good
 //! one running and its error is shown in status. Skills added start at
 //! once, skills whose settings changed are re-resolved, skills removed are
-//! left installed and reported as unmanaged.
+//! pruned where ours and unedited (kept and reported as unmanaged
+//! otherwise, or with `prune = false`).
 //!
 //! [`run`] wires it to the outside: the control socket, the config file
 //! watch, signals (SIGHUP reloads, SIGTERM/SIGINT stop) and systemd's
