@@ -221,14 +221,14 @@ pub struct DaemonSettings {
 /// the new one, also after a crash).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// One `syncfs(2)` of the target's filesystem per tree (Linux): one
-    /// device flush instead of one per file and directory. It also
-    /// flushes whatever other programs have pending on that filesystem.
+    /// `fsync(2)` of every file and directory: waits for nothing but the
+    /// tree's own writes. The only mode outside Linux.
     #[default]
-    Syncfs,
-    /// `fsync(2)` of every file and directory: slower, but waits for
-    /// nothing else. The only mode outside Linux.
     Fsync,
+    /// One `syncfs(2)` of the target's filesystem per tree (Linux): one
+    /// device flush instead of one per file and directory, but it also
+    /// waits for whatever other programs have pending on that filesystem.
+    Syncfs,
 }
 
 impl Default for DaemonSettings {
@@ -1769,7 +1769,7 @@ channel = "testing"
                 prune: true,
                 jitter: 0.1,
                 request_timeout: Duration::from_secs(60),
-                durability: Durability::Syncfs,
+                durability: Durability::Fsync,
             },
             registries: BTreeMap::from([
                 (
@@ -2447,7 +2447,7 @@ channel = "testing"
 
     #[test]
     fn durability() {
-        assert_eq!(parse_ok(&with_ok("")).daemon.durability, Durability::Syncfs);
+        assert_eq!(parse_ok(&with_ok("")).daemon.durability, Durability::Fsync);
         for (raw, want) in [("syncfs", Durability::Syncfs), ("fsync", Durability::Fsync)] {
             let c = parse_ok(&with_ok(&format!("[daemon]\ndurability = \"{raw}\"\n")));
             assert_eq!(c.daemon.durability, want);

@@ -324,6 +324,25 @@ fn cold(bench: &mut Bench) {
     bench.row(format!("{title}: requests"), "", requests, "");
     eprintln!("  requests by kind: {:?}", counts.by_kind());
 
+    // The same with one syncfs per tree instead of an fsync per file and
+    // directory (`[daemon] durability = "syncfs"`): what the option saves.
+    bench.progress("cold sync: skillsyncd --once, durability = \"syncfs\"");
+    let syncfs_toml = workload::config(&host, THREE_TARGETS, &skills, "durability = \"syncfs\"");
+    let mut syncfs_wall = Sample::default();
+    for _ in 0..bench.options.runs {
+        let env = TestEnv::new();
+        env.write_config(&syncfs_toml);
+        let (usage, _) = bench.once(&env, "cold-skillsyncd-syncfs");
+        syncfs_wall.push(ms(usage.wall));
+        sandboxes.push(env);
+    }
+    bench.row(
+        format!("{title}, durability = \"syncfs\": wall"),
+        "ms",
+        syncfs_wall,
+        "",
+    );
+
     bench.progress("cold sync: skopeo copy + tar (baseline)");
     let list = bench.scratch.path().join("cold.list");
     std::fs::write(&list, workload::baseline_list(&host, &names, &digests))

@@ -263,8 +263,8 @@ fn a_new_version_replaces_the_old_in_every_target() {
 }
 
 #[test]
-fn with_an_fsync_per_file_a_new_version_replaces_the_old_too() {
-    replaces_the_old_in_every_target("durability = \"fsync\"\n");
+fn with_one_syncfs_per_tree_a_new_version_replaces_the_old_too() {
+    replaces_the_old_in_every_target("durability = \"syncfs\"\n");
 }
 
 fn replaces_the_old_in_every_target(daemon: &str) {
