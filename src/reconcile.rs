@@ -1557,15 +1557,7 @@ impl Engine {
         // in one write: a crash after a swap cannot make it a stranger's.
         if layer_blob.is_some() {
             for (target, path, _) in plans.iter().filter(|(_, _, p)| *p == TargetPlan::Install) {
-                let entry = skill_state
-                    .targets
-                    .entry(target.name.clone())
-                    .or_insert(Box::new(TargetState {
-                        path: path.clone(),
-                        installed: None,
-                        pending: None,
-                        tree: None,
-                    }));
+                let entry = Self::target_entry(&mut skill_state, &target.name, path);
                 entry.path = path.clone();
                 entry.pending = Some(known.layer_digest.clone());
             }
@@ -1668,16 +1660,7 @@ impl Engine {
                     };
                     match installed {
                         Ok(tree) => {
-                            let entry =
-                                skill_state
-                                    .targets
-                                    .entry(target.name.clone())
-                                    .or_insert(Box::new(TargetState {
-                                        path: path.clone(),
-                                        installed: None,
-                                        pending: None,
-                                        tree: None,
-                                    }));
+                            let entry = Self::target_entry(&mut skill_state, &target.name, &path);
                             entry.pending = None;
                             entry.tree = Some(tree);
                             let replaced = entry.installed.replace(Installed {
@@ -1789,6 +1772,26 @@ impl Engine {
             report.error = Some(e);
         }
         Ok(())
+    }
+
+    /// Target `target`'s record in `skill_state`, made empty (for `path`)
+    /// if it has none yet.
+    fn target_entry<'a>(
+        skill_state: &'a mut SkillState,
+        target: &str,
+        path: &Path,
+    ) -> &'a mut TargetState {
+        skill_state
+            .targets
+            .entry(target.to_string())
+            .or_insert_with(|| {
+                Box::new(TargetState {
+                    path: path.to_path_buf(),
+                    installed: None,
+                    pending: None,
+                    tree: None,
+                })
+            })
     }
 
     /// Undoes the `pending` mark of an install that did not happen (the
