@@ -36,7 +36,7 @@ impl World {
     }
 
     fn once(&self) -> Output {
-        self.env.daemon().arg("--once").output().unwrap()
+        self.env.once()
     }
 
     fn installed(&self) -> bool {

@@ -112,11 +112,7 @@ impl Service {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        self.env
-            .ctl()
-            .args(args)
-            .output()
-            .expect("run skillsyncctl")
+        self.env.run_ctl(args)
     }
 
     fn status(&self) -> Value {

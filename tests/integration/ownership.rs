@@ -47,14 +47,7 @@ impl World {
     }
 
     fn once(&self) -> Output {
-        let out = self.env.daemon().arg("--once").output().unwrap();
-        eprintln!(
-            "--- {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        self.env.once()
     }
 
     fn dir(&self, agent: &str, skill: &str) -> PathBuf {

@@ -57,11 +57,7 @@ impl<'a> Daemon<'a> {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        self.env
-            .ctl()
-            .args(args)
-            .output()
-            .expect("run skillsyncctl")
+        self.env.run_ctl(args)
     }
 
     fn skill(&self, name: &str) -> Value {

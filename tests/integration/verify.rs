@@ -102,19 +102,7 @@ impl World {
     }
 
     fn once(&self) -> Output {
-        let out = self
-            .env
-            .daemon()
-            .arg("--once")
-            .output()
-            .expect("run skillsyncd --once");
-        eprintln!(
-            "--- skillsyncd --once: {}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        self.env.once()
     }
 
     /// Runs a pass that must succeed; returns its stdout.

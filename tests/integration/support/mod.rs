@@ -237,6 +237,23 @@ impl TestEnv {
         self.command(SKILLSYNCD)
     }
 
+    /// Runs `skillsyncd --once` in the sandbox; its output is echoed to
+    /// stderr (shown when a test fails).
+    pub fn once(&self) -> std::process::Output {
+        let out = self
+            .daemon()
+            .arg("--once")
+            .output()
+            .expect("run skillsyncd --once");
+        eprintln!(
+            "--- skillsyncd --once: {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Runs `skillsyncd --once` in the sandbox and panics, with its output,
     /// unless it exits 0.
     pub fn once_ok(&self) {
@@ -257,6 +274,11 @@ impl TestEnv {
     /// `skillsyncctl` in the sandbox.
     pub fn ctl(&self) -> Command {
         self.command(SKILLSYNCCTL)
+    }
+
+    /// Runs `skillsyncctl ARGS` in the sandbox.
+    pub fn run_ctl(&self, args: &[&str]) -> std::process::Output {
+        self.ctl().args(args).output().expect("run skillsyncctl")
     }
 
     /// A built-in agent's skills directory inside the sandbox's HOME
