@@ -108,28 +108,12 @@ impl World {
         format!("{}/examples/{name}", self.host())
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        let out = self
-            .env
-            .command(program)
-            .args(args)
-            .output()
-            .expect("run a binary");
-        eprintln!(
-            "--- {program} {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
     fn once(&self) -> Output {
-        self.run(crate::support::SKILLSYNCD, &["--once"])
+        self.env.once()
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        self.run(crate::support::SKILLSYNCCTL, args)
+        self.env.run_ctl(args)
     }
 
     fn installed(&self, agent: &str, name: &str) -> Option<String> {

@@ -237,16 +237,16 @@ impl TestEnv {
         self.command(SKILLSYNCD)
     }
 
-    /// Runs `skillsyncd --once` in the sandbox; its output is echoed to
-    /// stderr (shown when a test fails).
-    pub fn once(&self) -> std::process::Output {
+    /// Runs `program ARGS` in the sandbox; its output is echoed to stderr
+    /// (shown when a test fails).
+    pub fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
         let out = self
-            .daemon()
-            .arg("--once")
+            .command(program)
+            .args(args)
             .output()
-            .expect("run skillsyncd --once");
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
         eprintln!(
-            "--- skillsyncd --once: {}\nstdout:\n{}\nstderr:\n{}",
+            "--- {program} {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -254,14 +254,15 @@ impl TestEnv {
         out
     }
 
+    /// Runs `skillsyncd --once` in the sandbox (see [`TestEnv::run`]).
+    pub fn once(&self) -> std::process::Output {
+        self.run(SKILLSYNCD, &["--once"])
+    }
+
     /// Runs `skillsyncd --once` in the sandbox and panics, with its output,
     /// unless it exits 0.
     pub fn once_ok(&self) {
-        let output = self
-            .daemon()
-            .arg("--once")
-            .output()
-            .expect("run skillsyncd --once");
+        let output = self.once();
         assert!(
             output.status.success(),
             "skillsyncd --once failed ({}):\n{}\n{}",
@@ -276,9 +277,9 @@ impl TestEnv {
         self.command(SKILLSYNCCTL)
     }
 
-    /// Runs `skillsyncctl ARGS` in the sandbox.
+    /// Runs `skillsyncctl ARGS` in the sandbox (see [`TestEnv::run`]).
     pub fn run_ctl(&self, args: &[&str]) -> std::process::Output {
-        self.ctl().args(args).output().expect("run skillsyncctl")
+        self.run(SKILLSYNCCTL, args)
     }
 
     /// A built-in agent's skills directory inside the sandbox's HOME
