@@ -557,7 +557,18 @@ fn a_connection_from_another_uid_is_refused() {
     let mut command = s.env.daemon();
     command.arg("--socket").arg(&socket).stderr(log);
     let _daemon = KillOnDrop::spawn(&mut command);
-    wait_until(Duration::from_secs(30), "the socket", || socket.exists());
+    // The socket exists from `bind` on, but the daemon sets its mode just
+    // after; wait until it answers its owner, or that chmod could land after
+    // ours and the refusal would come from the file mode, not the uid check.
+    wait_until(Duration::from_secs(30), "the daemon answering", || {
+        s.env
+            .ctl()
+            .arg("--socket")
+            .arg(&socket)
+            .arg("status")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
     for p in [socket.parent().unwrap(), socket.as_path()] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
