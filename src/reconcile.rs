@@ -416,13 +416,15 @@ impl Engine {
     /// An engine for a new config that shares this one's state, state file
     /// and cache (which stay where they were at start).
     pub fn reconfigured(&self, config: Config) -> Result<Engine> {
-        Self::build(
+        let engine = Self::build(
             config,
             self.state.clone(),
             self.state_dir.clone(),
             self.edits.clone(),
             self.cache.clone(),
-        )
+        )?;
+        engine.sources.carry_over(&self.sources);
+        Ok(engine)
     }
 
     /// Calls `f` with each skill's recorded state, one at a time, in name

@@ -163,6 +163,14 @@ impl Backoff {
         }
     }
 
+    /// Takes over `earlier`'s outages: the sources of a reloaded config go
+    /// on waiting out what the old ones were told (a `Retry-After` is
+    /// owed to the registry, whatever the config says now).
+    pub fn carry_over(&self, earlier: &Backoff) {
+        let theirs = earlier.outages().clone();
+        self.outages().extend(theirs);
+    }
+
     /// The outage of `endpoint`, if any.
     pub fn outage(&self, endpoint: &str) -> Option<Outage> {
         self.outages().get(endpoint).cloned()
@@ -288,6 +296,23 @@ mod tests {
         // Success clears it.
         b.record("r", Ok(()), t1 + MIN_BACKOFF, 0.0);
         assert!(b.outage("r").is_none());
+    }
+
+    #[test]
+    fn a_new_backoff_carries_over_the_outages_it_replaces() {
+        let old = Backoff::new(MIN);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        old.record(
+            "r",
+            Err(&status(429, Some(Duration::from_secs(600)))),
+            t0,
+            0.5,
+        );
+        let new = Backoff::new(Duration::from_secs(5));
+        new.carry_over(&old);
+        assert_eq!(new.outage("r"), old.outage("r"));
+        new.check("r", t0 + Duration::from_secs(599)).unwrap_err();
+        new.check("other", t0).unwrap();
     }
 
     #[test]

@@ -340,6 +340,12 @@ impl Sources {
         })
     }
 
+    /// Takes over what `earlier` (the sources of the config before a
+    /// reload) knows of registries that are down or rate-limit us.
+    pub fn carry_over(&self, earlier: &Sources) {
+        self.registry.carry_over(&earlier.registry);
+    }
+
     /// When every endpoint of `image` waits out a failure (see
     /// [`backoff`]): the earliest time one is asked again.
     pub fn next_try(&self, image: &ImageRef) -> Option<std::time::SystemTime> {

@@ -99,6 +99,12 @@ struct TagPage {
 }
 
 impl RegistrySource {
+    /// Takes over what `earlier` (the source of the config before a
+    /// reload) knows of outages.
+    pub fn carry_over(&self, earlier: &RegistrySource) {
+        self.backoff.carry_over(&earlier.backoff);
+    }
+
     /// Builds the source. Hosts that registries.conf marks insecure are
     /// spoken to over plain HTTP too.
     pub fn new(options: RegistryOptions) -> Result<Self, SourceError> {

@@ -146,6 +146,22 @@ fn retry_after_is_honoured_per_registry_and_other_registries_go_on() {
         "the installed skill stays"
     );
 
+    // A config reload does not forget what the registry asked for.
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    env.write_config(&format!("{config}\n# edited\n"));
+    let reload = d.ctl(&["reload"]);
+    assert!(reload.status.success(), "{}", text(&reload));
+    d.sync("hello");
+    assert_eq!(
+        limited.counts().total(),
+        0,
+        "after a reload: {}",
+        limited.counts().summary()
+    );
+    let st = d.skill("hello");
+    let error = st["error"].as_str().unwrap_or_default();
+    assert!(error.contains("next try at"), "{error}");
+
     // Another registry is unaffected.
     d.sync("world");
     d.wait_in_sync("world", "1.1.0");
