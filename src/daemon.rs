@@ -83,6 +83,14 @@ fn load_events(path: &std::path::Path) -> VecDeque<Event> {
 /// First retry delay after a failed pass; doubles up to the poll interval.
 pub const RETRY_MIN: Duration = Duration::from_secs(15);
 
+/// The wait before the next try after `failures` failed passes in a row:
+/// doubling from [`RETRY_MIN`], never longer than the poll interval.
+fn retry_delay(failures: u32, interval: Duration) -> Duration {
+    RETRY_MIN
+        .saturating_mul(1u32 << failures.min(16).saturating_sub(1))
+        .min(interval)
+}
+
 /// Loads the config at `path`, first bringing its remote includes and
 /// collections up to date in the team cache (unless `refresh` is false:
 /// then the cached copies are used as they are). A fragment can add
@@ -295,6 +303,92 @@ fn offset_for(machine: &str, skill: &str, interval: Duration, fraction: f64) -> 
 mod tests {
     use super::*;
 
+    /// The skill whose passes panic, in [`a_pass_that_panics_fails_and_is_tried_again`].
+    static PANIC_IN: StdMutex<Option<&'static str>> = StdMutex::new(None);
+
+    /// A bug, on request: panics in a pass of the skill named in
+    /// [`PANIC_IN`].
+    pub(super) fn maybe_panic(skill: &str) {
+        if *lock(&PANIC_IN) == Some(skill) {
+            panic!("a test's bug in {skill}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_that_panics_fails_and_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/layout");
+        let text = format!(
+            r#"
+[daemon]
+state_dir = "{root}/state"
+cache_dir = "{root}/cache"
+
+[registries.demo]
+layout = "{layout}"
+
+[targets.sandbox]
+path = "{root}/skills"
+
+[skills.code-review]
+image = "demo/examples/code-review"
+channel = "testing"
+targets = ["sandbox"]
+"#,
+            root = root.display(),
+            layout = layout.display(),
+        );
+        let config_path = root.join("skills.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let config = Config::parse(&text, &config_path, root).unwrap();
+        let paths = Paths {
+            home: root.to_path_buf(),
+            config_file: config_path.clone(),
+            state_dir: root.join("state"),
+            cache_dir: root.join("cache"),
+            runtime_dir: None,
+        };
+        let engine = Engine::new(config, &paths.state_dir, &paths.cache_dir).unwrap();
+        *lock(&PANIC_IN) = Some("code-review");
+        let daemon =
+            Daemon::start(engine, config_path, &paths, Arc::new(Notifier::disabled())).await;
+
+        // The pass at start fails, and the skill waits for its retry.
+        // A regression would hang here: a bounded wait makes it a failure.
+        let bound = Duration::from_secs(60);
+        let slot = daemon.slot("code-review").unwrap();
+        tokio::time::timeout(
+            bound,
+            daemon.wait_view(&slot, |view| view.done == 1 && !view.running),
+        )
+        .await
+        .expect("the panicked pass ends");
+        let skill = daemon.skill("code-review").unwrap();
+        assert_eq!(skill.state, SyncState::Error);
+        let error = skill.error.as_deref().unwrap_or_default();
+        assert!(error.contains("a test's bug in code-review"), "{error}");
+        assert!(error.contains("bug in skillsyncd"), "{error}");
+        assert!(skill.next_check.is_some(), "tried again later");
+        assert!(daemon.summary().contains("1 error"), "{}", daemon.summary());
+
+        // `sync --wait` comes back with the failure, not never.
+        let failed = tokio::time::timeout(bound, daemon.sync(Some("code-review".into()), true))
+            .await
+            .expect("sync --wait returns")
+            .unwrap();
+        assert_eq!(failed.skills[0].state, SyncState::Error, "{failed:?}");
+
+        // Once the bug is gone, the next pass installs it: the panic let
+        // go of the skill's record lock and of its place in the limit.
+        *lock(&PANIC_IN) = None;
+        let synced = daemon.sync(Some("code-review".into()), true).await.unwrap();
+        assert_eq!(synced.skills[0].state, SyncState::InSync, "{synced:?}");
+        assert!(root.join("skills/code-review/SKILL.md").is_file());
+        assert_eq!(daemon.limit.available_permits(), CONCURRENCY);
+        daemon.shutdown().await;
+    }
+
     #[test]
     fn poll_offsets_are_stable_bounded_and_spread() {
         let hour = Duration::from_secs(3600);
@@ -388,6 +482,25 @@ struct TargetOutcome {
     path: Box<Path>,
     state: TargetSync,
     error: Option<Box<str>>,
+}
+
+impl Outcome {
+    /// Nothing known of the skill yet.
+    fn nothing() -> Outcome {
+        Outcome {
+            version: None,
+            digest: None,
+            status: None,
+            archived: false,
+            state: SyncState::Pending,
+            error: None,
+            targets: Box::new([]),
+            held: None,
+            backups: Box::new([]),
+            served_by: None,
+            verification: None,
+        }
+    }
 }
 
 impl From<SkillReport> for Outcome {
@@ -729,7 +842,7 @@ impl Daemon {
                     }
                     view.running = true;
                 }
-                passes.spawn(self.clone().run_pass(slot, permit));
+                passes.spawn(self.clone().guarded_pass(slot, permit));
             }
             let next = timers.first_key_value().map(|(key, _)| key.0);
             let wake = async move {
@@ -783,6 +896,58 @@ impl Daemon {
         }
     }
 
+    /// [`Self::run_pass`], with a panic in it (a bug) turned into a failed
+    /// pass: the slot is not left "updating" for ever, whoever waits on it
+    /// hears of the failure, and it is tried again after a backoff.
+    async fn guarded_pass(
+        self: Arc<Self>,
+        slot: Arc<Slot>,
+        permit: OwnedSemaphorePermit,
+    ) -> (Arc<Slot>, Duration) {
+        use futures_util::FutureExt as _;
+        let pass = std::panic::AssertUnwindSafe(self.clone().run_pass(slot.clone(), permit));
+        match pass.catch_unwind().await {
+            Ok(ended) => ended,
+            Err(panic) => self.pass_panicked(slot, panic.as_ref()),
+        }
+    }
+
+    /// Records a pass of `slot` that panicked as a failed one; returns the
+    /// slot and the wait until its next try.
+    fn pass_panicked(
+        &self,
+        slot: Arc<Slot>,
+        panic: &(dyn std::any::Any + Send),
+    ) -> (Arc<Slot>, Duration) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        let error = format!(
+            "internal error: the pass stopped on a panic ({what}); this is a bug in skillsyncd, \
+             please report it with the daemon's log"
+        );
+        tracing::error!(skill = %slot.name, "{error}");
+        let interval = self.engine().config().daemon.poll_interval;
+        let now = SystemTime::now();
+        let mut view = lock(&slot.view);
+        view.failures = view.failures.saturating_add(1);
+        let delay = retry_delay(view.failures, interval);
+        let report = view.report.get_or_insert_with(Outcome::nothing);
+        report.state = SyncState::Error;
+        report.error = Some(error.into());
+        view.running = false;
+        view.done += 1;
+        view.checked = true;
+        view.last_checked = Some(now);
+        view.next_check = Some(now + delay);
+        drop(view);
+        self.slot_changed.notify_waiters();
+        self.notifier.status(&self.summary());
+        (slot, delay)
+    }
+
     /// One pass of `slot`'s skill, holding `permit` until its sync is
     /// done; returns the slot and the wait until its next check.
     async fn run_pass(
@@ -801,6 +966,8 @@ impl Daemon {
         // Boxed: the sync's state machine is large, and this future is
         // moved into its task.
         let record = slot.record.lock().await;
+        #[cfg(test)]
+        tests::maybe_panic(&slot.name);
         let mut report = Box::pin(engine.sync(skill)).await;
         drop(record);
         drop(permit);
@@ -818,9 +985,7 @@ impl Daemon {
             (view.failures, !view.checked)
         };
         let delay = if report.state == SyncState::Error {
-            let retry = RETRY_MIN
-                .saturating_mul(1u32 << failures.min(16).saturating_sub(1))
-                .min(interval);
+            let retry = retry_delay(failures, interval);
             // A registry that rate-limits us or is down is not asked
             // before its next try, whatever this skill's own retry.
             let registry_wait = current
@@ -1180,6 +1345,11 @@ impl Daemon {
             );
             passes.abort_all();
             while passes.join_next().await.is_some() {}
+            // Whoever waits on them (`sync --wait`) is let go.
+            for slot in lock(&self.slots).values() {
+                lock(&slot.view).running = false;
+            }
+            self.slot_changed.notify_waiters();
         }
     }
 
