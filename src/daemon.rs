@@ -61,6 +61,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const EVENTS_KEPT: usize = 256;
 /// The file in the state dir that keeps them across restarts.
 pub const EVENTS_FILE: &str = "events.json";
+/// New events are written to [`EVENTS_FILE`] this long after the first of
+/// them, together, off the passes' way.
+const EVENTS_WRITE_DELAY: Duration = Duration::from_millis(200);
 
 /// Reads the kept events; a missing or unreadable file is an empty list
 /// (events are a convenience, never a reason not to start).
@@ -586,6 +589,15 @@ pub struct Daemon {
     events: StdMutex<VecDeque<Event>>,
     /// Where they are kept across restarts.
     events_path: PathBuf,
+    /// Events came since they were last written.
+    events_dirty: std::sync::atomic::AtomicBool,
+    /// Wakes the events writer.
+    events_added: Notify,
+    /// The task that writes them.
+    events_writer: StdMutex<Option<JoinHandle<()>>>,
+    /// Held while they are written, so a later list is never overwritten
+    /// by an earlier one.
+    events_writing: StdMutex<()>,
     /// Where files live (for the team cache).
     paths: Paths,
     /// The files and include patterns of the running config, for the
@@ -633,11 +645,16 @@ impl Daemon {
             notifier,
             events: StdMutex::new(VecDeque::new()),
             events_path: dirs.state_dir.join(EVENTS_FILE),
+            events_dirty: std::sync::atomic::AtomicBool::new(false),
+            events_added: Notify::new(),
+            events_writer: StdMutex::new(None),
+            events_writing: StdMutex::new(()),
             paths: paths.clone(),
             files: watch::channel(files).0,
             team_refresh: tokio::sync::Mutex::new(()),
         });
         *lock(&daemon.events) = load_events(&daemon.events_path);
+        *lock(&daemon.events_writer) = Some(tokio::spawn(daemon.clone().write_events_loop()));
         *lock(&daemon.scheduler) = Some(tokio::spawn(daemon.clone().schedule(commands_rx)));
         let engine = daemon.engine();
         match engine.prune().await {
@@ -1035,7 +1052,6 @@ impl Daemon {
                 });
             }
         }
-        self.push_events(events);
         view.running = false;
         view.done += 1;
         view.report = Some(report.into());
@@ -1043,11 +1059,14 @@ impl Daemon {
         view.last_checked = Some(now);
         view.next_check = Some(now + delay);
         drop(view);
+        self.push_events(events);
         self.slot_changed.notify_waiters();
         self.notifier.status(&self.summary());
         (slot, delay)
     }
 
+    /// Adds events to the list status shows; the events writer keeps
+    /// them in [`EVENTS_FILE`] shortly after.
     fn push_events(&self, new: Vec<Event>) {
         if new.is_empty() {
             return;
@@ -1059,11 +1078,37 @@ impl Daemon {
             }
             events.push_back(e);
         }
-        let result = serde_json::to_vec(&*events)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                crate::state::write_atomic(&self.events_path, &bytes).map_err(|e| e.to_string())
-            });
+        drop(events);
+        self.events_dirty
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.events_added.notify_one();
+    }
+
+    /// Writes new events to [`EVENTS_FILE`], those of a burst of passes
+    /// together, until the daemon stops (which writes the last ones).
+    async fn write_events_loop(self: Arc<Self>) {
+        loop {
+            self.events_added.notified().await;
+            tokio::time::sleep(EVENTS_WRITE_DELAY).await;
+            let daemon = self.clone();
+            let _ = tokio::task::spawn_blocking(move || daemon.write_events()).await;
+        }
+    }
+
+    /// Writes the events to [`EVENTS_FILE`] if any came since the last
+    /// write.
+    fn write_events(&self) {
+        let _one_at_a_time = lock(&self.events_writing);
+        if !self
+            .events_dirty
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let bytes = serde_json::to_vec(&*lock(&self.events));
+        let result = bytes.map_err(|e| e.to_string()).and_then(|bytes| {
+            crate::state::write_atomic(&self.events_path, &bytes).map_err(|e| e.to_string())
+        });
         if let Err(e) = result {
             tracing::warn!("keeping events in {}: {e}", self.events_path.display());
         }
@@ -1351,6 +1396,10 @@ impl Daemon {
             }
             self.slot_changed.notify_waiters();
         }
+        if let Some(writer) = lock(&self.events_writer).take() {
+            writer.abort();
+        }
+        self.write_events();
     }
 
     /// Checks the remote includes and collections now, and reloads the
