@@ -61,6 +61,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const EVENTS_KEPT: usize = 256;
 /// The file in the state dir that keeps them across restarts.
 pub const EVENTS_FILE: &str = "events.json";
+/// While passes run, the service manager's status line is refreshed at
+/// most this often (and always when the last pass ends).
+const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// New events are written to [`EVENTS_FILE`] this long after the first of
 /// them, together, off the passes' way.
 const EVENTS_WRITE_DELAY: Duration = Duration::from_millis(200);
@@ -268,8 +271,13 @@ pub fn log_report(r: &SkillReport) {
 }
 
 /// This machine's name for spreading polls: `/etc/machine-id`, else the
-/// host name.
-fn machine_id() -> String {
+/// host name. Read once.
+fn machine_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(read_machine_id)
+}
+
+fn read_machine_id() -> String {
     std::fs::read_to_string("/etc/machine-id")
         .map(|s| s.trim().to_string())
         .ok()
@@ -286,7 +294,7 @@ fn machine_id() -> String {
 /// interval, the same across restarts, different across machines and
 /// skills.
 pub fn poll_offset(skill: &str, interval: Duration, fraction: f64) -> Duration {
-    offset_for(&machine_id(), skill, interval, fraction)
+    offset_for(machine_id(), skill, interval, fraction)
 }
 
 fn offset_for(machine: &str, skill: &str, interval: Duration, fraction: f64) -> Duration {
@@ -585,6 +593,8 @@ pub struct Daemon {
     state_dir: PathBuf,
     cache_dir: PathBuf,
     notifier: Arc<Notifier>,
+    /// When the status line was last sent after a pass.
+    status_sent: StdMutex<Option<Instant>>,
     /// The most recent events, oldest first, at most [`EVENTS_KEPT`].
     events: StdMutex<VecDeque<Event>>,
     /// Where they are kept across restarts.
@@ -643,6 +653,7 @@ impl Daemon {
             state_dir: dirs.state_dir.clone(),
             cache_dir: dirs.cache_dir,
             notifier,
+            status_sent: StdMutex::new(None),
             events: StdMutex::new(VecDeque::new()),
             events_path: dirs.state_dir.join(EVENTS_FILE),
             events_dirty: std::sync::atomic::AtomicBool::new(false),
@@ -961,7 +972,7 @@ impl Daemon {
         view.next_check = Some(now + delay);
         drop(view);
         self.slot_changed.notify_waiters();
-        self.notifier.status(&self.summary());
+        self.pass_status();
         (slot, delay)
     }
 
@@ -1061,8 +1072,26 @@ impl Daemon {
         drop(view);
         self.push_events(events);
         self.slot_changed.notify_waiters();
-        self.notifier.status(&self.summary());
+        self.pass_status();
         (slot, delay)
+    }
+
+    /// Tells the service manager the summary after a pass: at most once
+    /// per [`STATUS_EVERY`] while passes run, and always when none is
+    /// left, so thousands of passes at start do not each walk every slot.
+    fn pass_status(&self) {
+        if !self.notifier.is_enabled() {
+            return;
+        }
+        let idle = self.limit.available_permits() == CONCURRENCY;
+        {
+            let mut sent = lock(&self.status_sent);
+            if !idle && sent.is_some_and(|at| at.elapsed() < STATUS_EVERY) {
+                return;
+            }
+            *sent = Some(Instant::now());
+        }
+        self.notifier.status(&self.summary());
     }
 
     /// Adds events to the list status shows; the events writer keeps
@@ -1131,7 +1160,8 @@ impl Daemon {
             *counts.entry(word).or_default() += 1;
         }
         let parts: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
-        format!("{} skills: {}", slots.len(), parts.join(", "))
+        let noun = if slots.len() == 1 { "skill" } else { "skills" };
+        format!("{} {noun}: {}", slots.len(), parts.join(", "))
     }
 
     /// What status shows of a slot; `engine` is the running one, read
@@ -1312,8 +1342,9 @@ impl Daemon {
                     }
                 }
             }
+            let changed_names: HashSet<&str> = changed.iter().map(String::as_str).collect();
             for name in engine.config().skills.keys() {
-                if !slots.contains_key(name.as_str()) && !changed.contains(name) {
+                if !slots.contains_key(name.as_str()) && !changed_names.contains(name.as_str()) {
                     added.push(name.clone());
                 }
             }

@@ -503,8 +503,11 @@ fn the_units_exec_start_runs_the_daemon() {
         messages.iter().any(|m| m.contains("READY=1")),
         "{messages:?}"
     );
+    // The status line after the pass says where the skill is.
     assert!(
-        messages.iter().any(|m| m.contains("STATUS=")),
+        messages
+            .iter()
+            .any(|m| m.contains("STATUS=1 skill: 1 in sync")),
         "{messages:?}"
     );
     assert!(
