@@ -243,6 +243,63 @@ fn load_containers_policy() -> Result<Option<ContainersPolicy>, (PathBuf, String
     ContainersPolicy::load(&path).map_err(|e| (path, e.to_string()))
 }
 
+/// What can be told of trust without a registry, for `skillsyncctl
+/// check`: every key file `skills.toml` names must load, and the containers
+/// policy must parse and, for each skill from a registry, ask for what
+/// skillsyncd supports and not reject it. One line per problem, naming the
+/// skills it stops; empty when there is none.
+pub fn trust_problems(config: &Config) -> Vec<String> {
+    trust_problems_with(config, load_containers_policy())
+}
+
+fn trust_problems_with(
+    config: &Config,
+    containers: Result<Option<ContainersPolicy>, (PathBuf, String)>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    // Each key file once, with every skill that needs it.
+    let mut keys: std::collections::BTreeMap<&Path, Vec<&str>> = Default::default();
+    for skill in config.skills.values() {
+        if let Some(verify::Setting::Keys(paths)) = &skill.verify {
+            for path in paths {
+                keys.entry(path).or_default().push(&skill.name);
+            }
+        }
+    }
+    for (path, skills) in keys {
+        if let Err(e) = verify::TrustedKey::load(path) {
+            problems.push(format!("{e} (needed by {})", skills.join(", ")));
+        }
+    }
+    let from_registries: Vec<&Skill> = config
+        .skills
+        .values()
+        .filter(|s| {
+            config
+                .registries
+                .get(&s.image.registry)
+                .is_none_or(|r| r.layout.is_none())
+        })
+        .collect();
+    match containers {
+        Err((path, reason)) if !from_registries.is_empty() => problems.push(format!(
+            "the containers policy {}: {reason} (no skill from a registry can be installed)",
+            path.display()
+        )),
+        Ok(Some(policy)) => {
+            for skill in from_registries {
+                // Scopes for one digest cannot be told apart offline; the
+                // repository's applies.
+                if let Err(e) = policy.key_sets(&skill.image, &[]) {
+                    problems.push(format!("skill {}: {e}", skill.name));
+                }
+            }
+        }
+        _ => {}
+    }
+    problems
+}
+
 /// How `digest` was verified, from the state file: its record's line, or
 /// `unverified`.
 fn trust_line(prev: Option<&SkillState>, digest: &Digest) -> String {
@@ -1901,6 +1958,74 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_names_missing_keys_and_what_the_containers_policy_refuses() {
+        let home = tempfile::tempdir().unwrap();
+        let key = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/cosign/legacy-containers-image-valid/cosign.pub");
+        let text = format!(
+            r#"
+[registries."layout.local"]
+layout = "{layout}"
+
+[skills.a]
+image = "quay.io/acme/a"
+verify = {{ keys = ["/no/such/key.pub"] }}
+
+[skills.b]
+image = "quay.io/acme/b"
+verify = {{ keys = ["/no/such/key.pub", "{key}"] }}
+
+[skills.c]
+image = "registry.example/tools/c"
+verify = "none"
+
+[skills.d]
+image = "layout.local/x/d"
+verify = "none"
+"#,
+            layout = home.path().display(),
+            key = key.display(),
+        );
+        let config = Config::parse(&text, &home.path().join("skills.toml"), home.path()).unwrap();
+        let policy = ContainersPolicy::parse(
+            Path::new("/etc/containers/policy.json"),
+            br#"{"default":[{"type":"insecureAcceptAnything"}],
+                 "transports":{"docker":{"registry.example/tools":[{"type":"reject"}]}}}"#,
+        )
+        .unwrap();
+        let problems = trust_problems_with(&config, Ok(Some(policy)));
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(
+            problems[0].contains("/no/such/key.pub") && problems[0].contains("needed by a, b"),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[1].starts_with("skill c:") && problems[1].contains("reject"),
+            "{problems:#?}"
+        );
+
+        // An unreadable policy stops every skill from a registry; a config
+        // of layout skills only does not care.
+        let broken = Err((PathBuf::from("/p.json"), "not JSON".to_string()));
+        let problems = trust_problems_with(&config, broken.clone());
+        assert!(
+            problems.iter().any(|p| p.contains("/p.json: not JSON")),
+            "{problems:#?}"
+        );
+        let layouts_only = Config::parse(
+            &format!(
+                "[registries.\"layout.local\"]\nlayout = \"{}\"\n[skills.d]\nimage = \"layout.local/x/d\"\n",
+                home.path().display()
+            ),
+            &home.path().join("skills.toml"),
+            home.path(),
+        )
+        .unwrap();
+        assert!(trust_problems_with(&layouts_only, broken).is_empty());
+        assert!(trust_problems_with(&layouts_only, Ok(None)).is_empty());
+    }
 
     fn target(installed: Option<&Digest>, pending: Option<&Digest>) -> TargetState {
         TargetState {

@@ -337,6 +337,16 @@ fn check(config: Option<&Path>) -> ExitCode {
     };
     match Config::load(&path) {
         Ok(c) => {
+            // Trust is checked offline too: key files, and what the
+            // containers policy says of each skill.
+            let problems = skillsyncd::reconcile::trust_problems(&c);
+            if !problems.is_empty() {
+                eprintln!("{}: the config parses, but:", path.display());
+                for p in &problems {
+                    eprintln!("  {p}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
             print_out(&format!(
                 "{}: ok ({} skills, {} targets)\n",
                 path.display(),

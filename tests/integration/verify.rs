@@ -101,6 +101,14 @@ impl World {
         sign_image(&self.publisher, &self.signer, &self.repository(), digest);
     }
 
+    /// `skillsyncctl check`, which must exit 2; returns its stderr.
+    fn check_refused(&self) -> String {
+        let out = self.env.run_ctl(&["check"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        err
+    }
+
     fn once(&self) -> Output {
         self.env.once()
     }
@@ -398,6 +406,12 @@ fn a_containers_policy_that_rejects_refuses() {
     assert!(err.contains("rejected by"), "{err}");
     assert!(err.contains("(reject)"), "{err}");
     assert_eq!(w.installed().as_deref(), Some("1.0.0"));
+    // `skillsyncctl check` says so offline.
+    let err = w.check_refused();
+    assert!(
+        err.contains("skill hello:") && err.contains("(reject)"),
+        "{err}"
+    );
     // Something it cannot honour in the matching scope is an error too.
     w.policy_json(&format!(
         r#"{{"default":[{{"type":"insecureAcceptAnything"}}],"transports":{{"docker":{{"{}":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"/k.gpg"}}]}}}}}}"#,
@@ -406,6 +420,28 @@ fn a_containers_policy_that_rejects_refuses() {
     let err = w.once_refused();
     assert!(err.contains("signedBy"), "{err}");
     assert_eq!(w.installed().as_deref(), Some("1.0.0"));
+    assert!(w.check_refused().contains("signedBy"));
+}
+
+#[test]
+fn check_names_a_key_file_that_does_not_load() {
+    let w = World::new();
+    w.config("verify = { keys = [\"~/keys/missing.pub\"] }");
+    let err = w.check_refused();
+    assert!(
+        err.contains("keys/missing.pub") && err.contains("needed by hello"),
+        "{err}"
+    );
+    write_file(&w.env.home().join("keys/missing.pub"), b"not a key");
+    assert!(w.check_refused().contains("keys/missing.pub"));
+    w.config_with_key();
+    let out = w.env.run_ctl(&["check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
