@@ -348,10 +348,10 @@ fn check(config: Option<&Path>) -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
             print_out(&format!(
-                "{}: ok ({} skills, {} targets)\n",
+                "{}: ok ({}, {})\n",
                 path.display(),
-                c.skills.len(),
-                c.targets.len()
+                plural(c.skills.len(), "skill"),
+                plural(c.targets.len(), "target")
             ));
             print_out(&render_merged(&c));
             ExitCode::SUCCESS
