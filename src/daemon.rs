@@ -325,16 +325,16 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_pass_that_panics_fails_and_is_tried_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
+    /// A daemon over `root` with the demo layout as its registry, one
+    /// target `sandbox`, and `skills` (TOML tables) besides.
+    async fn demo_daemon(root: &Path, daemon_settings: &str, skills: &str) -> Arc<Daemon> {
         let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/layout");
         let text = format!(
             r#"
 [daemon]
 state_dir = "{root}/state"
 cache_dir = "{root}/cache"
+{daemon_settings}
 
 [registries.demo]
 layout = "{layout}"
@@ -342,10 +342,10 @@ layout = "{layout}"
 [targets.sandbox]
 path = "{root}/skills"
 
-[skills.code-review]
-image = "demo/examples/code-review"
-channel = "testing"
+[defaults]
 targets = ["sandbox"]
+
+{skills}
 "#,
             root = root.display(),
             layout = layout.display(),
@@ -361,30 +361,86 @@ targets = ["sandbox"]
             runtime_dir: None,
         };
         let engine = Engine::new(config, &paths.state_dir, &paths.cache_dir).unwrap();
-        *lock(&PANIC_IN) = Some("code-review");
-        let daemon =
-            Daemon::start(engine, config_path, &paths, Arc::new(Notifier::disabled())).await;
+        Daemon::start(engine, config_path, &paths, Arc::new(Notifier::disabled())).await
+    }
+
+    const HELLO: &str = "[skills.hello-world]\nimage = \"demo/examples/hello-world\"\n";
+    const REVIEW: &str =
+        "[skills.code-review]\nimage = \"demo/examples/code-review\"\nchannel = \"testing\"\n";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_the_config_dropped_is_pruned_at_start_or_listed_as_unmanaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let both = format!("{HELLO}{REVIEW}");
+        let daemon = demo_daemon(root, "", &both).await;
+        for name in ["hello-world", "code-review"] {
+            let slot = daemon.slot(name).unwrap();
+            daemon.wait_view(&slot, |view| view.done >= 1).await;
+            let skill = daemon.skill(name).unwrap();
+            assert!(
+                root.join("skills").join(name).join("SKILL.md").is_file(),
+                "{skill:?}"
+            );
+        }
+        daemon.shutdown().await;
+
+        // Restarted without code-review, prune = false: kept, unmanaged;
+        // hello-world shows its recorded version before its first pass.
+        let daemon = demo_daemon(root, "prune = false", HELLO).await;
+        let status = daemon.status();
+        assert_eq!(status.unmanaged.len(), 1, "{:?}", status.unmanaged);
+        assert_eq!(status.unmanaged[0].name, "code-review");
+        assert!(root.join("skills/code-review/SKILL.md").is_file());
+        let hello = daemon.skill("hello-world").unwrap();
+        assert!(hello.version.is_some(), "{hello:?}");
+        daemon.shutdown().await;
+
+        // Restarted with pruning: removed at start, as an event.
+        let daemon = demo_daemon(root, "", HELLO).await;
+        assert!(daemon.status().unmanaged.is_empty());
+        assert!(!root.join("skills/code-review").exists());
+        assert!(root.join("skills/hello-world/SKILL.md").is_file());
+        let events = daemon.events().events;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == EventKind::Prune && e.skill == "code-review"),
+            "{events:?}"
+        );
+        daemon.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_that_panics_fails_and_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        *lock(&PANIC_IN) = Some("panicky");
+        // A skill of its own: the other tests run alongside.
+        let panicky =
+            "[skills.panicky]\nimage = \"demo/examples/code-review\"\nchannel = \"testing\"\n";
+        let daemon = demo_daemon(root, "", panicky).await;
 
         // The pass at start fails, and the skill waits for its retry.
         // A regression would hang here: a bounded wait makes it a failure.
         let bound = Duration::from_secs(60);
-        let slot = daemon.slot("code-review").unwrap();
+        let slot = daemon.slot("panicky").unwrap();
         tokio::time::timeout(
             bound,
             daemon.wait_view(&slot, |view| view.done == 1 && !view.running),
         )
         .await
         .expect("the panicked pass ends");
-        let skill = daemon.skill("code-review").unwrap();
+        let skill = daemon.skill("panicky").unwrap();
         assert_eq!(skill.state, SyncState::Error);
         let error = skill.error.as_deref().unwrap_or_default();
-        assert!(error.contains("a test's bug in code-review"), "{error}");
+        assert!(error.contains("a test's bug in panicky"), "{error}");
         assert!(error.contains("bug in skillsyncd"), "{error}");
         assert!(skill.next_check.is_some(), "tried again later");
         assert!(daemon.summary().contains("1 error"), "{}", daemon.summary());
 
         // `sync --wait` comes back with the failure, not never.
-        let failed = tokio::time::timeout(bound, daemon.sync(Some("code-review".into()), true))
+        let failed = tokio::time::timeout(bound, daemon.sync(Some("panicky".into()), true))
             .await
             .expect("sync --wait returns")
             .unwrap();
@@ -393,9 +449,9 @@ targets = ["sandbox"]
         // Once the bug is gone, the next pass installs it: the panic let
         // go of the skill's record lock and of its place in the limit.
         *lock(&PANIC_IN) = None;
-        let synced = daemon.sync(Some("code-review".into()), true).await.unwrap();
+        let synced = daemon.sync(Some("panicky".into()), true).await.unwrap();
         assert_eq!(synced.skills[0].state, SyncState::InSync, "{synced:?}");
-        assert!(root.join("skills/code-review/SKILL.md").is_file());
+        assert!(root.join("skills/panicky/SKILL.md").is_file());
         assert_eq!(daemon.limit.available_permits(), CONCURRENCY);
         daemon.shutdown().await;
     }
@@ -566,6 +622,36 @@ enum Command {
     Shutdown,
 }
 
+/// What the state records say before the first passes: what status shows
+/// of the skills until then, and the folders no longer managed.
+#[derive(Default)]
+struct Records {
+    outcomes: HashMap<String, Outcome>,
+    unmanaged: Vec<UnmanagedSkill>,
+}
+
+impl Records {
+    /// Takes in skill `name`'s `record`: its outcome if it is `wanted`
+    /// (which it leaves), its folders the config no longer wants.
+    fn take(
+        &mut self,
+        engine: &Engine,
+        wanted: &mut HashSet<String>,
+        name: &str,
+        record: &SkillState,
+    ) {
+        if let Some(skill) = wanted
+            .take(name)
+            .and_then(|_| engine.config().skills.get(name))
+        {
+            let report = Daemon::recorded_report(engine, skill, Some(record));
+            self.outcomes.insert(name.to_string(), report.into());
+        }
+        self.unmanaged
+            .extend(Daemon::unmanaged_of(engine, name, record));
+    }
+}
+
 /// Passes under way; each returns its slot and the wait until the next.
 type Passes = JoinSet<(Arc<Slot>, Duration)>;
 
@@ -668,15 +754,11 @@ impl Daemon {
         *lock(&daemon.events_writer) = Some(tokio::spawn(daemon.clone().write_events_loop()));
         *lock(&daemon.scheduler) = Some(tokio::spawn(daemon.clone().schedule(commands_rx)));
         let engine = daemon.engine();
-        match engine.prune().await {
-            Ok(events) => daemon.push_events(events),
-            Err(e) => tracing::warn!("removing skills no longer configured: {e}"),
-        }
         let names = engine.config().skills.keys().cloned().collect();
-        let (mut outcomes, unmanaged) = Self::read_records(&engine, names).await;
-        *lock(&daemon.unmanaged) = unmanaged;
+        let mut records = daemon.prune_and_read(&engine, names).await;
+        *lock(&daemon.unmanaged) = records.unmanaged;
         for skill in engine.config().skills.values() {
-            daemon.add_slot(skill, outcomes.remove(&skill.name));
+            daemon.add_slot(skill, records.outcomes.remove(&skill.name));
         }
         tracing::info!(
             skills = engine.config().skills.len(),
@@ -754,44 +836,63 @@ impl Daemon {
         }
     }
 
-    /// Reads the state records, one at a time: what status shows of each
-    /// skill in `names` until its first pass, and the unmanaged folders.
-    async fn read_records(
-        engine: &Arc<Engine>,
-        names: Vec<String>,
-    ) -> (HashMap<String, Outcome>, Vec<UnmanagedSkill>) {
-        let engine = engine.clone();
+    /// Prunes what the config no longer wants and reads the state records,
+    /// each once: what status shows of each skill in `names` until its
+    /// first pass, and the unmanaged folders. Only the records prune has
+    /// work with are read a second time, as it left them.
+    async fn prune_and_read(&self, engine: &Arc<Engine>, names: Vec<String>) -> Records {
+        let e = engine.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let mut outcomes = HashMap::new();
-            let mut unmanaged = Vec::new();
+            let mut records = Records::default();
             let mut wanted: HashSet<String> = names.into_iter().collect();
-            let visited = engine.visit_state(|name, record| {
-                if let Some(skill) = wanted
-                    .take(name)
-                    .and_then(|_| engine.config().skills.get(name))
-                {
-                    let report = Self::recorded_report(&engine, skill, Some(&record));
-                    outcomes.insert(name.to_string(), report.into());
+            let mut to_prune = Vec::new();
+            let visited = e.visit_state(|name, record| {
+                if e.needs_prune(name, &record) {
+                    to_prune.push(name.to_string());
+                } else {
+                    records.take(&e, &mut wanted, name, &record);
                 }
-                unmanaged.extend(Self::unmanaged_of(&engine, name, &record));
             });
-            if let Err(e) = visited {
-                tracing::warn!("reading the state: {e}");
+            if let Err(err) = visited {
+                tracing::warn!("reading the state: {err}");
             }
-            // Never recorded: pending.
-            for name in wanted {
-                if let Some(skill) = engine.config().skills.get(&name) {
-                    let report = Self::recorded_report(&engine, skill, None);
-                    outcomes.insert(name, report.into());
-                }
-            }
-            (outcomes, unmanaged)
+            (records, wanted, to_prune)
         })
         .await;
-        read.unwrap_or_else(|e| {
-            tracing::warn!("reading the state: {e}");
+        let (mut records, mut wanted, to_prune) = read.unwrap_or_else(|err| {
+            tracing::warn!("reading the state: {err}");
             Default::default()
-        })
+        });
+        if !to_prune.is_empty() {
+            match engine.prune_names(to_prune.clone()).await {
+                Ok(events) => self.push_events(events),
+                Err(err) => tracing::warn!("removing skills no longer configured: {err}"),
+            }
+            let e = engine.clone();
+            let again = tokio::task::spawn_blocking(move || {
+                for name in to_prune {
+                    match e.read_state(&name) {
+                        Ok(Some(record)) => records.take(&e, &mut wanted, &name, &record),
+                        Ok(None) => {}
+                        Err(err) => tracing::warn!("reading the state: {err}"),
+                    }
+                }
+                (records, wanted)
+            })
+            .await;
+            (records, wanted) = again.unwrap_or_else(|err| {
+                tracing::warn!("reading the state: {err}");
+                Default::default()
+            });
+        }
+        // Never recorded: pending.
+        for name in wanted {
+            if let Some(skill) = engine.config().skills.get(&name) {
+                let report = Self::recorded_report(engine, skill, None);
+                records.outcomes.insert(name, report.into());
+            }
+        }
+        records
     }
 
     fn add_slot(&self, skill: &Skill, outcome: Option<Outcome>) {
@@ -1354,18 +1455,14 @@ impl Daemon {
         for slot in &stopped {
             self.wait_view(slot, |view| !view.running).await;
         }
-        match engine.prune().await {
-            Ok(events) => self.push_events(events),
-            Err(e) => tracing::warn!("removing skills no longer configured: {e}"),
-        }
         let names = added.iter().chain(changed.iter()).cloned().collect();
-        let (mut outcomes, unmanaged) = Self::read_records(&engine, names).await;
+        let mut records = self.prune_and_read(&engine, names).await;
         for name in added.iter().chain(changed.iter()) {
             if let Some(skill) = engine.config().skills.get(name) {
-                self.add_slot(skill, outcomes.remove(name));
+                self.add_slot(skill, records.outcomes.remove(name));
             }
         }
-        *lock(&self.unmanaged) = unmanaged;
+        *lock(&self.unmanaged) = records.unmanaged;
         *lock(&self.config_error) = None;
         *lock(&self.config_loaded_at) = rfc3339(SystemTime::now());
         let files = watched(engine.config(), &self.config_path);

@@ -498,6 +498,11 @@ impl Engine {
             .map_err(|e| Error::Task(format!("reading the state failed: {e}")))?
     }
 
+    /// Skill `name`'s recorded state, read now (blocking: a file read).
+    pub fn read_state(&self, name: &str) -> Result<Option<SkillState>> {
+        self.state.load(name)
+    }
+
     /// Skill `name`'s recorded state.
     async fn load_state(&self, name: &str) -> Result<Option<SkillState>> {
         let (store, name) = (self.state.clone(), name.to_string());
@@ -794,12 +799,29 @@ impl Engine {
     /// `[daemon] prune = false` everything is kept (shown as unmanaged).
     /// Returns what was done, as events.
     pub async fn prune(&self) -> Result<Vec<Event>> {
-        let mut events = Vec::new();
-        let _edits = self.edits.lock().await;
         let store = self.state.clone();
         let names = tokio::task::spawn_blocking(move || store.names())
             .await
             .map_err(|e| Error::Task(format!("reading the state failed: {e}")))??;
+        self.prune_names(names).await
+    }
+
+    /// Whether [`Engine::prune`] has anything to do with skill `name`'s
+    /// `record`: a target the config no longer wants it in, or a skill no
+    /// longer configured with no target left.
+    pub fn needs_prune(&self, name: &str, record: &SkillState) -> bool {
+        (record.targets.is_empty() && !self.config.skills.contains_key(name))
+            || record
+                .targets
+                .iter()
+                .any(|(tname, t)| !self.config.wants(name, tname, &t.path))
+    }
+
+    /// [`Engine::prune`] of the skills `names` only (those
+    /// [`Engine::needs_prune`] picked out while reading the records).
+    pub async fn prune_names(&self, names: Vec<String>) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let _edits = self.edits.lock().await;
         for name in names {
             let mut changed = false;
             let configured = self.config.skills.get(&name);
