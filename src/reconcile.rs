@@ -196,6 +196,9 @@ struct Staged {
 /// What resolution chose.
 #[derive(Debug, Clone)]
 struct Desired {
+    /// The tag it was resolved through (a pinned tag, or the version tag
+    /// a channel picked); `None` for a pinned digest or an archived one.
+    tag: Option<String>,
     /// What the tag (or pin) points at: an index or a manifest.
     ref_digest: Digest,
     /// The image manifest, when it had to be fetched.
@@ -290,7 +293,11 @@ fn trust_problems_with(
             for skill in from_registries {
                 // Scopes for one digest cannot be told apart offline; the
                 // repository's applies.
-                if let Err(e) = policy.key_sets(&skill.image, &[]) {
+                let tag = match &skill.selector {
+                    Selector::Tag(t) => Some(t.as_str()),
+                    _ => None,
+                };
+                if let Err(e) = policy.key_sets(&skill.image, tag, &[]) {
                     problems.push(format!("skill {}: {e}", skill.name));
                 }
             }
@@ -654,9 +661,10 @@ impl Engine {
             prev.filter(|p| p.ref_digest.as_ref() == Some(d))
                 .and_then(|p| p.current.clone())
         };
-        let from_digest = |ref_digest: Digest| async move {
+        let from_digest = |ref_digest: Digest, tag: Option<String>| async move {
             if let Some(k) = known(&ref_digest) {
                 return Ok(Desired {
+                    tag,
                     ref_digest,
                     manifest: None,
                     known: k,
@@ -666,6 +674,7 @@ impl Engine {
             }
             let m = self.load_manifest(source, image, &ref_digest).await?;
             Ok::<_, Error>(Desired {
+                tag,
                 known: Self::installed_from(&m)?,
                 ref_digest,
                 manifest: Some(m),
@@ -686,6 +695,7 @@ impl Engine {
                 .then(|| current.clone())
         });
         let keep_archived = |k: Installed| Desired {
+            tag: None,
             ref_digest: prev
                 .and_then(|p| p.ref_digest.clone())
                 .unwrap_or_else(|| k.manifest_digest.clone()),
@@ -695,9 +705,9 @@ impl Engine {
             archived: true,
         };
         match &skill.selector {
-            Selector::Digest(d) => from_digest(d.clone()).await,
+            Selector::Digest(d) => from_digest(d.clone(), None).await,
             Selector::Tag(t) => match (source.resolve_tag(image, t).await, installed.clone()) {
-                (Ok(d), _) => from_digest(d).await,
+                (Ok(d), _) => from_digest(d, Some(t.clone())).await,
                 // The tag was deleted (archived): what is installed stays.
                 (Err(SourceError::NotFound { .. }), Some(k)) => Ok(keep_archived(k)),
                 (Err(e), _) => Err(e.into()),
@@ -773,6 +783,7 @@ impl Engine {
                         let m = self.load_manifest(source, image, &sel.digest).await?;
                         let k = Self::installed_from(&m)?;
                         return Ok(Desired {
+                            tag: Some(sel.tag.tag),
                             ref_digest: sel.digest,
                             manifest: Some(m),
                             known: k,
@@ -782,6 +793,7 @@ impl Engine {
                     }
                 };
                 Ok(Desired {
+                    tag: Some(sel.tag.tag),
                     ref_digest: sel.digest,
                     manifest,
                     known,
@@ -1133,6 +1145,7 @@ impl Engine {
             report.status = Some(hold.installed.status);
             report.verification = Some(trust_line(prev.as_ref(), &hold.installed.manifest_digest));
             let desired = Desired {
+                tag: None,
                 ref_digest: hold.installed.manifest_digest.clone(),
                 manifest: None,
                 known: hold.installed,
@@ -1276,6 +1289,7 @@ impl Engine {
             skill.verify.as_ref(),
             containers,
             &skill.image,
+            desired.tag.as_deref(),
             &digests,
         )?;
         if !reqs.needs_signature() {

@@ -14,10 +14,11 @@
 //!   `matchRepoDigestOrExact` (the default; skillsyncd installs by digest,
 //!   so the signed repository must match), `matchRepository` or
 //!   `exactRepository`;
-//! - `docker` transport scopes: `host[:port]/repo@digest`, the repository,
-//!   each parent namespace, the host, `*.domain` wildcards, then the
-//!   transport's `""` entry, then `default`. The first one present wins,
-//!   as in containers/image. A scope with a tag (`repo:tag`) is refused.
+//! - `docker` transport scopes: `host[:port]/repo@digest`, `host[:port]/repo:tag`
+//!   (the tag the skill was resolved through: its pinned tag, or the version
+//!   tag its channel picked), the repository, each parent namespace, the
+//!   host, `*.domain` wildcards, then the transport's `""` entry, then
+//!   `default`. The first one present wins, as in containers/image.
 //!
 //! Not supported (an error where they apply): `signedBy` (GPG), `fulcio`,
 //! `rekorPublicKey*`, `pki`, `signedIdentity` types `matchExact`,
@@ -98,12 +99,14 @@ impl Requirements {
     }
 }
 
-/// The requirements for `image`: `setting` from `skills.toml`, and the
-/// containers policy when the image comes from a registry.
+/// The requirements for `image` (resolved through `tag`, if any, to
+/// `digests`): `setting` from `skills.toml`, and the containers policy when
+/// the image comes from a registry.
 pub fn requirements(
     setting: Option<&Setting>,
     containers: Option<&ContainersPolicy>,
     image: &ImageRef,
+    tag: Option<&str>,
     digests: &[Digest],
 ) -> Result<Requirements, VerifyError> {
     let mut out = Requirements::default();
@@ -119,7 +122,7 @@ pub fn requirements(
         });
     }
     if let Some(policy) = containers {
-        out.sets.extend(policy.key_sets(image, digests)?);
+        out.sets.extend(policy.key_sets(image, tag, digests)?);
     }
     Ok(out)
 }
@@ -236,22 +239,17 @@ impl ContainersPolicy {
         }
     }
 
-    /// The most specific scope present for `image` and its requirements.
+    /// The most specific scope present for `image`, resolved through `tag`
+    /// (if any) to `digests`, and its requirements.
     fn scope(
         &self,
         image: &ImageRef,
+        tag: Option<&str>,
         digests: &[Digest],
     ) -> Result<(String, &Vec<serde_json::Value>), VerifyError> {
         let repo = image.to_string();
-        if let Some(tagged) = self.docker.keys().find(|k| {
-            k.strip_prefix(&repo)
-                .is_some_and(|rest| rest.starts_with(':'))
-        }) {
-            return Err(self.error(format!(
-                "scope {tagged:?} names a tag; tag-specific scopes are not supported (use the repository or a digest)"
-            )));
-        }
         let mut candidates: Vec<String> = digests.iter().map(|d| format!("{repo}@{d}")).collect();
+        candidates.extend(tag.map(|t| format!("{repo}:{t}")));
         let mut path = repo.as_str();
         loop {
             candidates.push(path.to_string());
@@ -284,14 +282,16 @@ impl ContainersPolicy {
         }
     }
 
-    /// The key sets the scope that applies to `image` requires; an error
-    /// when it rejects the image or asks for what is not supported.
+    /// The key sets the scope that applies to `image` (resolved through
+    /// `tag`, if any, to `digests`) requires; an error when it rejects the
+    /// image or asks for what is not supported.
     pub fn key_sets(
         &self,
         image: &ImageRef,
+        tag: Option<&str>,
         digests: &[Digest],
     ) -> Result<Vec<KeySet>, VerifyError> {
-        let (scope, reqs) = self.scope(image, digests)?;
+        let (scope, reqs) = self.scope(image, tag, digests)?;
         let origin = format!("{} {scope}", self.path.display());
         if reqs.is_empty() {
             return Err(self.error(format!("{scope} has no requirements")));
@@ -422,7 +422,7 @@ mod tests {
     }
 
     fn scope_of(p: &ContainersPolicy, img: &str) -> String {
-        p.scope(&image(img), &[]).unwrap().0
+        p.scope(&image(img), None, &[]).unwrap().0
     }
 
     #[test]
@@ -454,17 +454,17 @@ mod tests {
     fn requirements_are_honoured_or_refused() {
         let img = image("127.0.0.1:5000/acme/x");
         let accept = policy(r#"{"default":[{"type":"insecureAcceptAnything"}]}"#);
-        assert!(accept.key_sets(&img, &[]).unwrap().is_empty());
+        assert!(accept.key_sets(&img, None, &[]).unwrap().is_empty());
         let reject = policy(r#"{"default":[{"type":"reject"}]}"#);
         assert!(matches!(
-            reject.key_sets(&img, &[]),
+            reject.key_sets(&img, None, &[]),
             Err(VerifyError::Rejected { .. })
         ));
         let signed = policy(&format!(
             r#"{{"default":[{{"type":"reject"}}],"transports":{{"docker":{{"127.0.0.1:5000/acme":[{{"type":"sigstoreSigned","keyPath":"{}","signedIdentity":{{"type":"matchRepository"}}}}]}}}}}}"#,
             key_path().display()
         ));
-        let sets = signed.key_sets(&img, &[]).unwrap();
+        let sets = signed.key_sets(&img, None, &[]).unwrap();
         assert_eq!(sets.len(), 1);
         assert_eq!(sets[0].repository, "127.0.0.1:5000/acme/x");
         assert_eq!(sets[0].keys.len(), 1);
@@ -474,7 +474,7 @@ mod tests {
         let inline = policy(&format!(
             r#"{{"default":[{{"type":"sigstoreSigned","keyData":"{data}","signedIdentity":{{"type":"exactRepository","dockerRepository":"quay.io/acme/x"}}}}]}}"#
         ));
-        let sets = inline.key_sets(&img, &[]).unwrap();
+        let sets = inline.key_sets(&img, None, &[]).unwrap();
         assert_eq!(sets[0].repository, "quay.io/acme/x");
         assert_eq!(
             sets[0].keys[0].id(),
@@ -518,17 +518,24 @@ mod tests {
             (r#"{"type":"somethingNew"}"#.to_string(), "somethingNew"),
         ] {
             let p = policy(&format!(r#"{{"default":[{req}]}}"#));
-            let err = p.key_sets(&img, &[]).unwrap_err().to_string();
+            let err = p.key_sets(&img, None, &[]).unwrap_err().to_string();
             assert!(err.contains(expect), "{req}: {err}");
         }
-        // A tag-scoped entry for the repository cannot be matched: refused.
+        // A tag scope applies to the image resolved through that tag only,
+        // after a digest scope and before the repository's.
         let p = policy(
-            r#"{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker":{"127.0.0.1:5000/acme/x:1.0":[{"type":"reject"}]}}}"#,
+            r#"{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker":{
+                "127.0.0.1:5000/acme/x:1.0":[{"type":"reject"}],
+                "127.0.0.1:5000/acme/x@sha256:0000000000000000000000000000000000000000000000000000000000000000":[{"type":"insecureAcceptAnything"}]}}}"#,
         );
-        assert!(p.key_sets(&img, &[]).is_err());
+        assert!(p.key_sets(&img, Some("1.0"), &[]).is_err());
+        assert!(p.key_sets(&img, Some("1.1"), &[]).unwrap().is_empty());
+        assert!(p.key_sets(&img, None, &[]).unwrap().is_empty());
+        let zero: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+        assert!(p.key_sets(&img, Some("1.0"), &[zero]).unwrap().is_empty());
         // No default and no scope.
         let p = policy(r#"{"transports":{"docker":{"quay.io":[{"type":"reject"}]}}}"#);
-        assert!(p.key_sets(&img, &[]).is_err());
+        assert!(p.key_sets(&img, None, &[]).is_err());
         // Duplicate keys in the file.
         assert!(ContainersPolicy::parse(
             Path::new("/p.json"),
@@ -540,7 +547,7 @@ mod tests {
         let p = policy(
             r#"{"default":[{"type":"insecureAcceptAnything"}],"transports":{"docker":{"quay.io":[{"type":"signedBy"}]}}}"#,
         );
-        assert!(p.key_sets(&img, &[]).unwrap().is_empty());
+        assert!(p.key_sets(&img, None, &[]).unwrap().is_empty());
     }
 
     #[test]
@@ -564,15 +571,23 @@ mod tests {
     #[test]
     fn skills_toml_keys_and_fingerprints() {
         let img = image("127.0.0.1:5000/acme/x");
-        let none = requirements(Some(&Setting::None), None, &img, &[]).unwrap();
+        let none = requirements(Some(&Setting::None), None, &img, None, &[]).unwrap();
         assert!(!none.needs_signature());
-        let keyed = requirements(Some(&Setting::Keys(vec![key_path()])), None, &img, &[]).unwrap();
+        let keyed = requirements(
+            Some(&Setting::Keys(vec![key_path()])),
+            None,
+            &img,
+            None,
+            &[],
+        )
+        .unwrap();
         assert!(keyed.needs_signature());
         assert_ne!(keyed.fingerprint(), none.fingerprint());
         let missing = requirements(
             Some(&Setting::Keys(vec![PathBuf::from("/no/such.pub")])),
             None,
             &img,
+            None,
             &[],
         );
         assert!(matches!(missing, Err(VerifyError::Key(_))));

@@ -424,6 +424,34 @@ fn a_containers_policy_that_rejects_refuses() {
 }
 
 #[test]
+fn a_containers_policy_scope_for_one_tag_applies_to_that_version_only() {
+    let w = World::new();
+    w.config("");
+    w.policy_json(&format!(
+        r#"{{"default":[{{"type":"insecureAcceptAnything"}}],"transports":{{"docker":{{"{}:1.1.0":[{{"type":"reject"}}]}}}}}}"#,
+        w.reference()
+    ));
+    w.publish(&hello("1.0.0").build());
+    w.once_ok();
+    assert_eq!(w.installed().as_deref(), Some("1.0.0"));
+    // The channel picks 1.1.0, through its tag: that scope applies.
+    w.publish(&hello("1.1.0").build());
+    let err = w.once_refused();
+    assert!(
+        err.contains(&format!("{}:1.1.0", w.reference())) && err.contains("(reject)"),
+        "{err}"
+    );
+    assert_eq!(w.installed().as_deref(), Some("1.0.0"));
+    // A later version is not that tag: the default applies.
+    w.publish(&hello("1.2.0").build());
+    w.once_ok();
+    assert_eq!(w.installed().as_deref(), Some("1.2.0"));
+    // A skill pinned to the tag is refused by `check` already.
+    w.config("tag = \"1.1.0\"");
+    assert!(w.check_refused().contains("(reject)"));
+}
+
+#[test]
 fn check_names_a_key_file_that_does_not_load() {
     let w = World::new();
     w.config("verify = { keys = [\"~/keys/missing.pub\"] }");
