@@ -475,7 +475,20 @@ fn render_explain(c: &Config, name: &str) -> Option<String> {
         "{name}: defined at {}",
         origin.map_or("?", |o| o.defined_at.as_str())
     );
-    let settings = origin.map(|o| o.settings.as_slice()).unwrap_or_default();
+    let mut settings: Vec<_> = origin
+        .map(|o| o.settings.iter().collect())
+        .unwrap_or_default();
+    // What it is and what it follows first, then where it goes, then the
+    // rest as they come.
+    const FIRST: &[&str] = &[
+        "image", "channel", "version", "tag", "digest", "targets", "enabled", "verify",
+    ];
+    settings.sort_by_key(|s| {
+        FIRST
+            .iter()
+            .position(|k| *k == s.key)
+            .unwrap_or(FIRST.len())
+    });
     let width = settings
         .iter()
         .map(|s| s.key.len() + s.value.len())

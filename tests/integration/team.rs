@@ -291,6 +291,22 @@ fn a_user_overrides_a_team_skill_without_copying_it_and_config_explain_says_wher
     assert!(line("channel").contains("\"testing\""));
     assert!(line("channel").ends_with(&format!("{user}:4:11")), "{text}");
     assert!(line("targets").ends_with(&format!("{user}:5:11")), "{text}");
+    // What it is, what it follows, where it goes: in that order.
+    let keys: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.trim_start()
+                .split(" = ")
+                .nth(1)
+                .and(l.split_whitespace().next())
+        })
+        .collect();
+    let at = |k: &str| keys.iter().position(|x| *x == k);
+    assert!(
+        at("image") < at("channel") && at("channel") < at("targets"),
+        "{text}"
+    );
     assert!(text.contains("in effect: "), "{text}");
     assert!(text.contains("testing, targets cursor"), "{text}");
 
