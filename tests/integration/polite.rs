@@ -125,21 +125,20 @@ fn retry_after_is_honoured_per_registry_and_other_registries_go_on() {
 
     // Asked again before then: no request reaches the registry, and status
     // says why and until when.
+    let asked_while_it_waits = |when: &str| {
+        d.sync("hello");
+        let counts = limited.counts();
+        assert_eq!(counts.total(), 0, "{when}: {}", counts.summary());
+        let st = d.skill("hello");
+        let error = st["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("unavailable since") && error.contains("next try at"),
+            "{when}: {error}"
+        );
+    };
     limited.reset();
-    d.sync("hello");
-    d.sync("hello");
-    assert_eq!(
-        limited.counts().total(),
-        0,
-        "{}",
-        limited.counts().summary()
-    );
-    let st = d.skill("hello");
-    let error = st["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("unavailable since") && error.contains("next try at"),
-        "{error}"
-    );
+    asked_while_it_waits("asked again");
+    asked_while_it_waits("asked twice");
     assert_eq!(
         skill_md(&env, "hello"),
         installed,
@@ -151,16 +150,7 @@ fn retry_after_is_honoured_per_registry_and_other_registries_go_on() {
     env.write_config(&format!("{config}\n# edited\n"));
     let reload = d.ctl(&["reload"]);
     assert!(reload.status.success(), "{}", text(&reload));
-    d.sync("hello");
-    assert_eq!(
-        limited.counts().total(),
-        0,
-        "after a reload: {}",
-        limited.counts().summary()
-    );
-    let st = d.skill("hello");
-    let error = st["error"].as_str().unwrap_or_default();
-    assert!(error.contains("next try at"), "{error}");
+    asked_while_it_waits("after a reload");
 
     // Another registry is unaffected.
     d.sync("world");
