@@ -847,8 +847,11 @@ fn ctl_ok(env: &TestEnv, args: &[&str]) {
 fn print_table(bench: &Bench) {
     println!();
     println!(
-        "skillsyncd benchmark: {} runs each (baseline {}), median (min–max)",
-        bench.options.runs, bench.options.baseline_runs
+        "skillsyncd benchmark: {} runs each ({} at {} skills; baseline {}), median (min–max)",
+        bench.options.runs,
+        bench.options.runs.min(LARGEST_RUNS),
+        SCALES[SCALES.len() - 1],
+        bench.options.baseline_runs
     );
     println!();
     println!("| measurement | median | min | max | unit | goal |");
