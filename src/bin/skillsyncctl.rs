@@ -172,14 +172,18 @@ Examples:
         name: String,
     },
 
-    /// Validate a config file without contacting anything.
+    /// Validate a config file, its key files and the containers policy,
+    /// without contacting anything.
     #[command(after_help = "\
 Examples:
   skillsyncctl check
   skillsyncctl check --config ./skills.toml
 
 Exits 0 when the config is valid, 2 when not, printing each problem as
-file:line:column: message.")]
+file:line:column: message. A config that parses is also checked for trust:
+every verify key file must load, and the containers policy (policy.json)
+must parse and neither reject a skill from a registry nor ask for what
+skillsyncd does not support; each problem names the skills it stops.")]
     Check,
 
     /// The merged config: every layer, include and collection, and where
