@@ -30,6 +30,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -68,21 +69,96 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// them, together, off the passes' way.
 const EVENTS_WRITE_DELAY: Duration = Duration::from_millis(200);
 
-/// Reads the kept events; a missing or unreadable file is an empty list
-/// (events are a convenience, never a reason not to start).
-fn load_events(path: &std::path::Path) -> VecDeque<Event> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return VecDeque::new();
-    };
-    match serde_json::from_slice::<Vec<Event>>(&bytes) {
-        Ok(mut events) => {
-            let excess = events.len().saturating_sub(EVENTS_KEPT);
-            events.drain(..excess);
-            events.into()
+/// The recent events: in memory for status, at most [`EVENTS_KEPT`], and
+/// in [`EVENTS_FILE`] across restarts, written by a task of their own
+/// shortly after they come (see [`EventLog::write_loop`]).
+struct EventLog {
+    /// Oldest first.
+    list: StdMutex<VecDeque<Event>>,
+    path: PathBuf,
+    /// Events came since they were last written.
+    dirty: AtomicBool,
+    /// Wakes the writer.
+    added: Notify,
+    /// Held while they are written, so a later list is never overwritten
+    /// by an earlier one.
+    writing: StdMutex<()>,
+}
+
+impl EventLog {
+    /// The events kept in `path`; a missing or unreadable file is an empty
+    /// list (events are a convenience, never a reason not to start).
+    fn open(path: PathBuf) -> EventLog {
+        let list = match std::fs::read(&path) {
+            Err(_) => VecDeque::new(),
+            Ok(bytes) => match serde_json::from_slice::<Vec<Event>>(&bytes) {
+                Ok(mut events) => {
+                    let excess = events.len().saturating_sub(EVENTS_KEPT);
+                    events.drain(..excess);
+                    events.into()
+                }
+                Err(e) => {
+                    tracing::warn!("ignoring {}: {e}", path.display());
+                    VecDeque::new()
+                }
+            },
+        };
+        EventLog {
+            list: StdMutex::new(list),
+            path,
+            dirty: AtomicBool::new(false),
+            added: Notify::new(),
+            writing: StdMutex::new(()),
         }
-        Err(e) => {
-            tracing::warn!("ignoring {}: {e}", path.display());
-            VecDeque::new()
+    }
+
+    /// Adds `new` to the list; the writer keeps them shortly after.
+    fn push(&self, new: Vec<Event>) {
+        if new.is_empty() {
+            return;
+        }
+        let mut list = lock(&self.list);
+        for e in new {
+            if list.len() == EVENTS_KEPT {
+                list.pop_front();
+            }
+            list.push_back(e);
+        }
+        drop(list);
+        self.dirty.store(true, Ordering::Release);
+        self.added.notify_one();
+    }
+
+    /// The events, oldest first.
+    fn recent(&self) -> Vec<Event> {
+        lock(&self.list).iter().cloned().collect()
+    }
+
+    /// Writes new events [`EVENTS_WRITE_DELAY`] after the first of them,
+    /// those of a burst of passes together, on the blocking pool; runs
+    /// until aborted (a stopping daemon then calls [`EventLog::write`]).
+    async fn write_loop(self: Arc<Self>) {
+        loop {
+            self.added.notified().await;
+            tokio::time::sleep(EVENTS_WRITE_DELAY).await;
+            let log = self.clone();
+            let _ = tokio::task::spawn_blocking(move || log.write()).await;
+        }
+    }
+
+    /// Writes the list to [`EVENTS_FILE`] if events came since the last
+    /// write.
+    fn write(&self) {
+        let _one_at_a_time = lock(&self.writing);
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let bytes = serde_json::to_vec(&*lock(&self.list));
+        let result = bytes.map_err(|e| e.to_string()).and_then(|bytes| {
+            crate::state::write_atomic(&self.path, &bytes).map_err(|e| e.to_string())
+        });
+        if let Err(e) = result {
+            tracing::warn!("keeping events in {}: {e}", self.path.display());
         }
     }
 }
@@ -681,19 +757,10 @@ pub struct Daemon {
     notifier: Arc<Notifier>,
     /// When the status line was last sent after a pass.
     status_sent: StdMutex<Option<Instant>>,
-    /// The most recent events, oldest first, at most [`EVENTS_KEPT`].
-    events: StdMutex<VecDeque<Event>>,
-    /// Where they are kept across restarts.
-    events_path: PathBuf,
-    /// Events came since they were last written.
-    events_dirty: std::sync::atomic::AtomicBool,
-    /// Wakes the events writer.
-    events_added: Notify,
+    /// The recent events.
+    events: Arc<EventLog>,
     /// The task that writes them.
     events_writer: StdMutex<Option<JoinHandle<()>>>,
-    /// Held while they are written, so a later list is never overwritten
-    /// by an earlier one.
-    events_writing: StdMutex<()>,
     /// Where files live (for the team cache).
     paths: Paths,
     /// The files and include patterns of the running config, for the
@@ -740,18 +807,13 @@ impl Daemon {
             cache_dir: dirs.cache_dir,
             notifier,
             status_sent: StdMutex::new(None),
-            events: StdMutex::new(VecDeque::new()),
-            events_path: dirs.state_dir.join(EVENTS_FILE),
-            events_dirty: std::sync::atomic::AtomicBool::new(false),
-            events_added: Notify::new(),
+            events: Arc::new(EventLog::open(dirs.state_dir.join(EVENTS_FILE))),
             events_writer: StdMutex::new(None),
-            events_writing: StdMutex::new(()),
             paths: paths.clone(),
             files: watch::channel(files).0,
             team_refresh: tokio::sync::Mutex::new(()),
         });
-        *lock(&daemon.events) = load_events(&daemon.events_path);
-        *lock(&daemon.events_writer) = Some(tokio::spawn(daemon.clone().write_events_loop()));
+        *lock(&daemon.events_writer) = Some(tokio::spawn(daemon.events.clone().write_loop()));
         *lock(&daemon.scheduler) = Some(tokio::spawn(daemon.clone().schedule(commands_rx)));
         let engine = daemon.engine();
         let names = engine.config().skills.keys().cloned().collect();
@@ -865,7 +927,7 @@ impl Daemon {
         });
         if !to_prune.is_empty() {
             match engine.prune_names(to_prune.clone()).await {
-                Ok(events) => self.push_events(events),
+                Ok(events) => self.events.push(events),
                 Err(err) => tracing::warn!("removing skills no longer configured: {err}"),
             }
             let e = engine.clone();
@@ -1171,7 +1233,7 @@ impl Daemon {
         view.last_checked = Some(now);
         view.next_check = Some(now + delay);
         drop(view);
-        self.push_events(events);
+        self.events.push(events);
         self.slot_changed.notify_waiters();
         self.pass_status();
         (slot, delay)
@@ -1193,55 +1255,6 @@ impl Daemon {
             *sent = Some(Instant::now());
         }
         self.notifier.status(&self.summary());
-    }
-
-    /// Adds events to the list status shows; the events writer keeps
-    /// them in [`EVENTS_FILE`] shortly after.
-    fn push_events(&self, new: Vec<Event>) {
-        if new.is_empty() {
-            return;
-        }
-        let mut events = lock(&self.events);
-        for e in new {
-            if events.len() == EVENTS_KEPT {
-                events.pop_front();
-            }
-            events.push_back(e);
-        }
-        drop(events);
-        self.events_dirty
-            .store(true, std::sync::atomic::Ordering::Release);
-        self.events_added.notify_one();
-    }
-
-    /// Writes new events to [`EVENTS_FILE`], those of a burst of passes
-    /// together, until the daemon stops (which writes the last ones).
-    async fn write_events_loop(self: Arc<Self>) {
-        loop {
-            self.events_added.notified().await;
-            tokio::time::sleep(EVENTS_WRITE_DELAY).await;
-            let daemon = self.clone();
-            let _ = tokio::task::spawn_blocking(move || daemon.write_events()).await;
-        }
-    }
-
-    /// Writes the events to [`EVENTS_FILE`] if any came since the last
-    /// write.
-    fn write_events(&self) {
-        let _one_at_a_time = lock(&self.events_writing);
-        if !self
-            .events_dirty
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
-            return;
-        }
-        let bytes = serde_json::to_vec(&*lock(&self.events));
-        let result = bytes.map_err(|e| e.to_string()).and_then(|bytes| {
-            crate::state::write_atomic(&self.events_path, &bytes).map_err(|e| e.to_string())
-        });
-        if let Err(e) = result {
-            tracing::warn!("keeping events in {}: {e}", self.events_path.display());
-        }
     }
 
     /// A one-line summary: `3 skills: 2 in sync, 1 error`.
@@ -1527,7 +1540,7 @@ impl Daemon {
         if let Some(writer) = lock(&self.events_writer).take() {
             writer.abort();
         }
-        self.write_events();
+        self.events.write();
     }
 
     /// Checks the remote includes and collections now, and reloads the
@@ -1685,7 +1698,7 @@ impl Controller for Daemon {
         let skill = synced.skills.into_iter().next().ok_or_else(|| {
             ActionError::NotFound(format!("no skill named {name:?} is configured"))
         })?;
-        self.push_events(vec![Event {
+        self.events.push(vec![Event {
             at: rfc3339(SystemTime::now()),
             skill: name.clone(),
             kind,
@@ -1730,7 +1743,7 @@ impl Controller for Daemon {
 
     fn events(&self) -> EventsResponse {
         EventsResponse {
-            events: lock(&self.events).iter().cloned().collect(),
+            events: self.events.recent(),
         }
     }
 }
