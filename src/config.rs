@@ -349,6 +349,14 @@ pub enum OnDrift {
 }
 
 impl Config {
+    /// Whether `image` comes from an OCI layout directory (a
+    /// `[registries.X] layout`) rather than from a registry.
+    pub fn from_layout(&self, image: &ImageRef) -> bool {
+        self.registries
+            .get(&image.registry)
+            .is_some_and(|r| r.layout.is_some())
+    }
+
     /// Whether the config still wants skill `skill` installed at `path`
     /// through target `target` (false once the skill or the target is
     /// removed, or the target's folder moved).

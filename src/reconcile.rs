@@ -277,12 +277,7 @@ fn trust_problems_with(
     let from_registries: Vec<&Skill> = config
         .skills
         .values()
-        .filter(|s| {
-            config
-                .registries
-                .get(&s.image.registry)
-                .is_none_or(|r| r.layout.is_none())
-        })
+        .filter(|s| !config.from_layout(&s.image))
         .collect();
     match containers {
         Err((path, reason)) if !from_registries.is_empty() => problems.push(format!(
@@ -1268,12 +1263,7 @@ impl Engine {
         desired: &Desired,
     ) -> Result<Option<Verification>> {
         let known = &desired.known;
-        let is_layout = self
-            .config
-            .registries
-            .get(&skill.image.registry)
-            .is_some_and(|r| r.layout.is_some());
-        let containers = match (&self.containers, is_layout) {
+        let containers = match (&self.containers, self.config.from_layout(&skill.image)) {
             (_, true) => None,
             (Ok(p), false) => p.as_ref(),
             (Err((path, reason)), false) => {
