@@ -10,19 +10,19 @@
 //!   overridable by environment).
 //! - [`config`]: `skills.toml` parsed and validated into types that cannot be
 //!   invalid; every error names the file, line and column.
-//! - [`layers`]: the system file, the user's file and their includes
+//! - [`config::layers`]: the system file, the user's file and their includes
 //!   (local, globbed, or remote `oci://` fragments) merged key by key, each
 //!   setting's origin kept.
-//! - [`collection`]: skillctl's `SkillCollection` documents and the skills
+//! - [`config::collection`]: skillctl's `SkillCollection` documents and the skills
 //!   they add.
-//! - [`team`]: remote fragments and collection documents fetched, verified
+//! - [`config::remote`]: remote fragments and collection documents fetched, verified
 //!   and cached (the last good copy stays in force).
 //! - [`reference`](mod@reference): image references (`host[:port]/repository`) and digests.
 //! - [`channel`]: pure tag → version selection (published / testing / draft,
 //!   semver requirements) and lifecycle status rules.
 //! - [`manifest`]: OCI manifest and index parsing and validation of the
 //!   skillimage format.
-//! - [`auth`]: registry credentials from the files podman, skopeo and
+//! - [`source::auth`]: registry credentials from the files podman, skopeo and
 //!   docker use (`auth.json`, `config.json`), credential helpers run with a
 //!   timeout.
 //! - [`source`]: where images come from, behind one trait: a registry
@@ -64,16 +64,13 @@
 //!   idle (glibc keeps it otherwise).
 //! - [`error`]: the library's error type.
 
-pub mod auth;
 pub mod cache;
 pub mod channel;
-pub mod collection;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod install;
-pub mod layers;
 pub mod lock;
 pub mod logging;
 pub mod manifest;
@@ -86,7 +83,6 @@ pub mod reference;
 pub mod service;
 pub mod source;
 pub mod state;
-pub mod team;
 pub mod tree;
 pub mod unpack;
 pub mod verify;

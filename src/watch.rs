@@ -90,7 +90,7 @@ pub fn watch_all(files: &[PathBuf], tx: UnboundedSender<()>) -> Result<ConfigWat
         patterns.get(dir).is_some_and(|names| {
             names
                 .iter()
-                .any(|p| crate::layers::wildcard_match(p, &name))
+                .any(|p| crate::config::layers::wildcard_match(p, &name))
         })
     };
     // The stamps of every watched file as they are now.

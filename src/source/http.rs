@@ -37,7 +37,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
 use super::{BlobStream, SourceError};
-use crate::auth::Credential;
+use crate::source::auth::Credential;
 
 /// Redirects followed at most per request.
 const MAX_REDIRECTS: usize = 5;

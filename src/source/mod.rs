@@ -7,6 +7,7 @@
 //! (the [`crate::cache`] and [`crate::reconcile`] modules), never trusted
 //! from the source.
 
+pub mod auth;
 pub mod backoff;
 mod http;
 pub mod layout;

@@ -27,9 +27,9 @@ use super::backoff::{self, Backoff};
 use super::http::{self, Call, Http};
 use super::registries_conf::{self, Route};
 use super::{BlobStream, Source, SourceError};
-use crate::auth::{self, AuthSources, Credential, HelperEnv, Lookup};
 use crate::manifest::{ACCEPTED_MANIFEST_TYPES, MAX_MANIFEST_SIZE};
 use crate::reference::{Digest, ImageRef};
+use crate::source::auth::{self, AuthSources, Credential, HelperEnv, Lookup};
 
 /// Tags asked for per tag-list request.
 const TAG_PAGE: usize = 100;

@@ -210,12 +210,12 @@ pub async fn refresh_team(
     config: &Config,
     paths: &Paths,
     sources: Option<&crate::source::Sources>,
-) -> crate::team::Refreshed {
+) -> crate::config::remote::Refreshed {
     if config.layers.remote.is_empty() && config.collections.is_empty() {
-        return crate::team::Refreshed::default();
+        return crate::config::remote::Refreshed::default();
     }
     let dirs = paths.clone().with_config(&config.daemon);
-    let cache = crate::team::TeamCache::new(&dirs.cache_dir);
+    let cache = crate::config::remote::TeamCache::new(&dirs.cache_dir);
     let built;
     let sources = match sources {
         Some(s) => s,
@@ -226,11 +226,11 @@ pub async fn refresh_team(
             }
             Err(e) => {
                 tracing::warn!("remote includes and collections not checked: {e}");
-                return crate::team::Refreshed::default();
+                return crate::config::remote::Refreshed::default();
             }
         },
     };
-    crate::team::refresh(config, sources, &cache).await
+    crate::config::remote::refresh(config, sources, &cache).await
 }
 
 /// Included files, remote includes and collections, for status.
@@ -244,7 +244,7 @@ pub fn config_sources(config: &Config) -> Vec<ConfigSource> {
             error: None,
         });
     }
-    let copy = |c: &Option<crate::layers::CachedCopy>| {
+    let copy = |c: &Option<crate::config::layers::CachedCopy>| {
         c.as_ref().map(|c| {
             format!(
                 "copy of {} fetched {}",
@@ -255,7 +255,7 @@ pub fn config_sources(config: &Config) -> Vec<ConfigSource> {
     };
     // A failed refresh over a cached copy: that copy is in force.
     let problems = |refresh: &Option<String>,
-                    cached: &Option<crate::layers::CachedCopy>,
+                    cached: &Option<crate::config::layers::CachedCopy>,
                     other: &Option<String>| {
         let mut parts = Vec::new();
         match (refresh, cached) {

@@ -36,6 +36,10 @@
 //! `~` expanded and are otherwise taken relative to the config file's
 //! directory.
 
+pub mod collection;
+pub mod layers;
+pub mod remote;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -46,7 +50,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::channel::Channel;
-pub use crate::layers::SourceMap;
+pub use crate::config::layers::SourceMap;
 use crate::paths::{expand_tilde, Paths, PathsError};
 use crate::reference::{Digest, ImageRef};
 use crate::verify::Setting as VerifySetting;
@@ -151,7 +155,7 @@ pub struct Config {
     /// Every target a skill uses (built-in or custom), by name, paths resolved.
     pub targets: BTreeMap<String, Target>,
     /// `[skills.NAME]`, by name, with the skills of every collection
-    /// whose document is known (see [`crate::layers`]).
+    /// whose document is known (see [`crate::config::layers`]).
     pub skills: BTreeMap<String, Skill>,
     /// `[repositories."HOST/PREFIX"] verify`: the signature policy of
     /// every repository under a prefix, by prefix.
@@ -163,7 +167,7 @@ pub struct Config {
     pub collections: BTreeMap<String, Collection>,
     /// Where each setting came from: the files read, remote includes,
     /// collections, and per-skill origins.
-    pub layers: crate::layers::Layers,
+    pub layers: crate::config::layers::Layers,
 }
 
 /// `[collections.NAME]`, validated: a skillctl `SkillCollection` artifact
@@ -376,7 +380,7 @@ impl Config {
     /// A relative `path` is made absolute against the current directory
     /// first, so every path in the result is absolute.
     ///
-    /// The layers around it are read too (see [`crate::layers`]): the
+    /// The layers around it are read too (see [`crate::config::layers`]): the
     /// system file, includes, and the cached copies of remote includes and
     /// collections (in the cache directory the config and environment
     /// name).
@@ -385,15 +389,15 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut options = crate::layers::LoadOptions::from_env();
-        let config = crate::layers::load(path, &paths.home, &options)?;
+        let mut options = crate::config::layers::LoadOptions::from_env();
+        let config = crate::config::layers::load(path, &paths.home, &options)?;
         if config.layers.remote.is_empty() && config.collections.is_empty() {
             return Ok(config);
         }
         // Remote fragments cannot move the cache, so one more read with
         // the cache in place is final.
         options.team_cache = Some(paths.clone().with_config(&config.daemon).cache_dir);
-        crate::layers::load(path, &paths.home, &options)
+        crate::config::layers::load(path, &paths.home, &options)
     }
 
     /// Reads and validates one config file alone (no system file, no
@@ -426,7 +430,7 @@ impl Config {
     }
 
     /// Validates a document merged from several files (see
-    /// [`crate::layers`]): every span in `table` is an offset into
+    /// [`crate::config::layers`]): every span in `table` is an offset into
     /// `sources`, so each problem names the file it is in. Returns the
     /// config (when the document had the right shape) and every problem.
     pub(crate) fn check_merged(
@@ -497,7 +501,7 @@ struct RawConfig {
     repositories: BTreeMap<Key, RawRepository>,
     #[serde(default)]
     collections: BTreeMap<Key, RawCollection>,
-    /// Read by [`crate::layers`]; only its shape is checked here.
+    /// Read by [`crate::config::layers`]; only its shape is checked here.
     #[allow(dead_code)]
     include: Option<SpannedList>,
 }
@@ -821,7 +825,7 @@ impl Checker<'_> {
             repositories,
             default_verify,
             collections,
-            layers: crate::layers::Layers {
+            layers: crate::config::layers::Layers {
                 disabled,
                 pending,
                 ..Default::default()

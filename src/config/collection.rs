@@ -13,7 +13,7 @@
 //! Each entry becomes a skill that follows the tag (or digest) its `image`
 //! names, installed into the collection's targets. A `[skills.NAME]` of the
 //! user's wins over an entry of the same name; `enabled = false` drops it.
-//! The document comes from the team cache ([`crate::team`]); a collection
+//! The document comes from the team cache ([`crate::config::remote`]); a collection
 //! not fetched yet, or whose document is broken, adds nothing and says why
 //! in status.
 
@@ -21,10 +21,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::config::layers::{CachedCopy, CollectionInfo, SkillOrigin};
+use crate::config::remote::{collection_key, TeamCache};
 use crate::config::{Config, Selector, Skill};
-use crate::layers::{CachedCopy, CollectionInfo, SkillOrigin};
 use crate::reference::ImageRef;
-use crate::team::{collection_key, TeamCache};
 
 /// The `apiVersion` skillctl writes.
 pub const API_VERSION: &str = "skillimage.io/v1alpha1";
@@ -81,7 +81,7 @@ struct RawEntry {
 /// Parses a collection document; every problem is an error naming the
 /// entry.
 pub fn parse(text: &str) -> Result<CollectionDoc, String> {
-    if text.len() as u64 > crate::team::MAX_DOCUMENT_SIZE {
+    if text.len() as u64 > crate::config::remote::MAX_DOCUMENT_SIZE {
         return Err("the document is too large".into());
     }
     let raw: RawDoc =
@@ -123,7 +123,7 @@ pub fn parse(text: &str) -> Result<CollectionDoc, String> {
 
 /// `host/repo:tag` or `host/repo@sha256:...`.
 fn split_image(image: &str) -> Result<(ImageRef, Selector), String> {
-    let (image, selector) = crate::layers::parse_remote(image)?;
+    let (image, selector) = crate::config::layers::parse_remote(image)?;
     Ok((image, selector))
 }
 

@@ -31,7 +31,7 @@
 //!
 //! A remote fragment may only add or override `[skills.*]` and
 //! `[collections.*]`, without `adopt`; it is read from the last good copy
-//! in the cache (see [`crate::team`]). A fragment that breaks the rules,
+//! in the cache (see [`crate::config::remote`]). A fragment that breaks the rules,
 //! or a skill in it that does not validate, is left out and reported in
 //! status; the rest of the config keeps working.
 
@@ -495,7 +495,7 @@ impl Loader<'_> {
             .options
             .team_cache
             .as_deref()
-            .map(|dir| crate::team::TeamCache::new(dir).read(item));
+            .map(|dir| crate::config::remote::TeamCache::new(dir).read(item));
         let text = match record {
             None => None,
             Some(Ok(r)) => {
@@ -693,7 +693,7 @@ pub fn load(path: &Path, home: &Path, options: &LoadOptions) -> Result<Config, C
         .filter(|(name, _)| config.skills.contains_key(name))
         .collect();
     config.layers = layers;
-    crate::collection::expand(&mut config, options.team_cache.as_deref());
+    crate::config::collection::expand(&mut config, options.team_cache.as_deref());
     Ok(config)
 }
 
@@ -1098,7 +1098,7 @@ mod line_tests {
 mod tests {
     use super::*;
     use crate::channel::Channel;
-    use crate::team::{Record, TeamCache};
+    use crate::config::remote::{Record, TeamCache};
 
     struct Dir {
         dir: tempfile::TempDir,
