@@ -79,6 +79,10 @@ pub enum Error {
     #[error("{0}")]
     NoVersion(String),
 
+    /// A hold, rollback or resume that the skill's state does not allow.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+
     /// Something in a target is in the way and is not ours.
     #[error("{path} exists and was not installed by skillsyncd")]
     Conflict {
@@ -106,6 +110,63 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// Why a hold, rollback or resume cannot be done: the skill's state, not
+/// a failure. The control socket answers these with 409.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Nothing is installed, so there is nothing to hold or roll back.
+    #[error("{name} has not been installed yet; nothing to {action}")]
+    NotInstalled {
+        /// The skill.
+        name: String,
+        /// "hold" or "roll back".
+        action: &'static str,
+    },
+    /// The history holds no generation other than the installed one.
+    #[error("{name} has no earlier generation to roll back to")]
+    NoEarlierGeneration {
+        /// The skill.
+        name: String,
+    },
+    /// The earlier generation's layer was collected from the cache.
+    #[error("{name}: the earlier generation {version} is no longer in the cache")]
+    GenerationEvicted {
+        /// The skill.
+        name: String,
+        /// The generation's version, or its short manifest digest.
+        version: String,
+    },
+}
+
+/// An error and its causes on one line ("error sending request: connection
+/// refused"); a cause whose text the line already holds is not repeated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// Runs blocking work (file-system walks, state reads and writes) on
+/// tokio's blocking pool. A task that dies (a panic: a bug) becomes
+/// [`Error::Task`] naming `what`, as "`what` failed: cause".
+pub async fn blocking<T, F>(what: &'static str, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Task(format!("{what} failed: {e}")))
 }
 
 impl Error {

@@ -225,7 +225,7 @@ impl Notifier {
     /// [`Notifier::send`], logging a failure instead of returning it.
     fn send_logged(&self, message: &str) {
         if let Err(e) = self.send(message) {
-            tracing::warn!("{}", error_chain(&e));
+            tracing::warn!("{}", crate::error::chain(&e));
         }
     }
 }
@@ -324,17 +324,6 @@ fn monotonic_usec() -> u64 {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn monotonic_usec() -> u64 {
     0
-}
-
-/// `e` and its causes, joined by `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        parts.push(c.to_string());
-        cause = c.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

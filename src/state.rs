@@ -44,12 +44,12 @@ pub struct State {
     pub version: u32,
     /// Per skill name.
     #[serde(default)]
-    pub skills: BTreeMap<String, SkillState>,
+    pub skills: BTreeMap<String, SkillRecord>,
 }
 
 /// One skill's state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SkillState {
+pub struct SkillRecord {
     /// The image (repository) it was installed from.
     pub image: String,
     /// The digest the followed tag pointed at last time (an index or a
@@ -62,7 +62,7 @@ pub struct SkillState {
     /// Per target name. Boxed: a map node has room for eleven values,
     /// and most skills have one or two targets.
     #[serde(default)]
-    pub targets: BTreeMap<String, Box<TargetState>>,
+    pub targets: BTreeMap<String, Box<TargetRecord>>,
     /// Earlier installed generations, newest first (bounded by
     /// `[daemon] generations`); their layers stay cached for rollback.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -149,7 +149,7 @@ impl Hold {
     }
 }
 
-impl SkillState {
+impl SkillRecord {
     /// Remembers `old` as the most recent earlier generation, keeping at
     /// most `keep` of them (distinct layers only).
     pub fn remember(&mut self, old: Installed, keep: usize) {
@@ -161,7 +161,7 @@ impl SkillState {
 
 /// What is installed in one target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TargetState {
+pub struct TargetRecord {
     /// The skill folder, `<target dir>/<name>`.
     pub path: PathBuf,
     /// What is installed there, once the install is complete.
@@ -226,14 +226,14 @@ impl State {
 struct SkillFileOut<'a> {
     version: u32,
     #[serde(flatten)]
-    skill: &'a SkillState,
+    skill: &'a SkillRecord,
 }
 
 #[derive(Deserialize)]
 struct SkillFileIn {
     version: u32,
     #[serde(flatten)]
-    skill: SkillState,
+    skill: SkillRecord,
 }
 
 /// Where the state is kept.
@@ -293,7 +293,7 @@ impl Store {
     }
 
     /// Skill `name`'s record, if it has one.
-    pub fn load(&self, name: &str) -> Result<Option<SkillState>> {
+    pub fn load(&self, name: &str) -> Result<Option<SkillRecord>> {
         match self {
             Store::Memory(m) => Ok(Self::memory_state(m).skills.get(name).cloned()),
             Store::Files(dir) => {
@@ -323,7 +323,7 @@ impl Store {
     }
 
     /// Records `skill` as skill `name`'s state, durably.
-    pub fn save(&self, name: &str, skill: &SkillState) -> Result<()> {
+    pub fn save(&self, name: &str, skill: &SkillRecord) -> Result<()> {
         match self {
             Store::Memory(m) => {
                 Self::memory_state(m)
@@ -415,7 +415,7 @@ impl Store {
 
     /// Calls `f` with each skill's record in name order, one at a time
     /// (a daemon with thousands of skills never holds them all).
-    pub fn visit(&self, mut f: impl FnMut(&str, SkillState)) -> Result<()> {
+    pub fn visit(&self, mut f: impl FnMut(&str, SkillRecord)) -> Result<()> {
         for name in self.names()? {
             if let Some(skill) = self.load(&name)? {
                 f(&name, skill);
@@ -465,13 +465,13 @@ pub fn write_atomic_with<T>(
 mod tests {
     use super::*;
 
-    fn sample() -> SkillState {
-        SkillState {
+    fn sample() -> SkillRecord {
+        SkillRecord {
             image: "r/x".into(),
             ref_digest: Some(Digest::of(b"m")),
             targets: BTreeMap::from([(
                 "claude".into(),
-                Box::new(TargetState {
+                Box::new(TargetRecord {
                     path: "/x/hello".into(),
                     installed: Some(Installed {
                         manifest_digest: Digest::of(b"m"),

@@ -14,7 +14,7 @@ use skillsyncd::daemon::{self, RunOptions};
 use skillsyncd::lock::InstanceLock;
 use skillsyncd::logging::{self, LogFormat};
 use skillsyncd::paths::Paths;
-use skillsyncd::reconcile::{Engine, SyncState};
+use skillsyncd::reconcile::{Engine, SkillState};
 
 /// Keeps AI agents' skill folders in sync with skill images in OCI registries.
 #[derive(Parser)]
@@ -132,12 +132,12 @@ async fn once(engine: &Engine) -> ExitCode {
         if let Some(v) = r
             .verification
             .as_deref()
-            .filter(|v| r.state == SyncState::InSync && v.starts_with("verified"))
+            .filter(|v| r.state == SkillState::InSync && v.starts_with("verified"))
         {
             println!("{} {} {v}", r.name, r.version.as_deref().unwrap_or(""));
         }
         match r.state {
-            SyncState::InSync => {
+            SkillState::InSync => {
                 if r.changes.is_empty() {
                     println!(
                         "{} {} is up to date",

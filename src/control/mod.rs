@@ -55,4 +55,8 @@ pub enum ActionError {
     /// The skill cannot do that now, e.g. nothing to roll back to (409).
     #[error("{0}")]
     Refused(String),
+    /// The daemon failed while doing it, e.g. the state could not be
+    /// written (500, with the cause).
+    #[error("{0}")]
+    Failed(String),
 }

@@ -766,6 +766,7 @@ async fn answer<C: Controller>(
             Ok(resp) => Ok(json_response(StatusCode::OK, &resp)),
             Err(ActionError::NotFound(m)) => Err(ApiError::new(StatusCode::NOT_FOUND, m)),
             Err(ActionError::Refused(m)) => Err(ApiError::new(StatusCode::CONFLICT, m)),
+            Err(ActionError::Failed(m)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)),
         },
     }
 }

@@ -47,12 +47,12 @@ use crate::control::protocol::{
     TargetStatus, UnmanagedSkill,
 };
 use crate::control::{server, ActionError, Controller};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::paths::Paths;
-use crate::reconcile::{Engine, SkillReport, SyncState, TargetSync};
+use crate::reconcile::{Engine, SkillReport, SkillState, TargetState};
 use crate::reference::Digest;
 use crate::service::Notifier;
-use crate::state::SkillState;
+use crate::state::SkillRecord;
 
 /// How many skills are synced at once.
 pub const CONCURRENCY: usize = 8;
@@ -332,7 +332,7 @@ pub fn log_report(r: &SkillReport) {
         tracing::info!(skill = %r.name, "{c}");
     }
     match r.state {
-        SyncState::InSync => tracing::debug!(
+        SkillState::InSync => tracing::debug!(
             skill = %r.name,
             version = r.version.as_deref().unwrap_or("-"),
             "in sync"
@@ -508,7 +508,7 @@ targets = ["sandbox"]
         .await
         .expect("the panicked pass ends");
         let skill = daemon.skill("panicky").unwrap();
-        assert_eq!(skill.state, SyncState::Error);
+        assert_eq!(skill.state, SkillState::Error);
         let error = skill.error.as_deref().unwrap_or_default();
         assert!(error.contains("a test's bug in panicky"), "{error}");
         assert!(error.contains("bug in skillsyncd"), "{error}");
@@ -520,13 +520,13 @@ targets = ["sandbox"]
             .await
             .expect("sync --wait returns")
             .unwrap();
-        assert_eq!(failed.skills[0].state, SyncState::Error, "{failed:?}");
+        assert_eq!(failed.skills[0].state, SkillState::Error, "{failed:?}");
 
         // Once the bug is gone, the next pass installs it: the panic let
         // go of the skill's record lock and of its place in the limit.
         *lock(&PANIC_IN) = None;
         let synced = daemon.sync(Some("panicky".into()), true).await.unwrap();
-        assert_eq!(synced.skills[0].state, SyncState::InSync, "{synced:?}");
+        assert_eq!(synced.skills[0].state, SkillState::InSync, "{synced:?}");
         assert!(root.join("skills/panicky/SKILL.md").is_file());
         assert_eq!(daemon.limit.available_permits(), CONCURRENCY);
         daemon.shutdown().await;
@@ -609,7 +609,7 @@ struct Outcome {
     digest: Option<Digest>,
     status: Option<Status>,
     archived: bool,
-    state: SyncState,
+    state: SkillState,
     error: Option<Box<str>>,
     targets: Box<[TargetOutcome]>,
     held: Option<Box<str>>,
@@ -623,7 +623,7 @@ struct Outcome {
 struct TargetOutcome {
     name: Box<str>,
     path: Box<Path>,
-    state: TargetSync,
+    state: TargetState,
     error: Option<Box<str>>,
 }
 
@@ -635,7 +635,7 @@ impl Outcome {
             digest: None,
             status: None,
             archived: false,
-            state: SyncState::Pending,
+            state: SkillState::Pending,
             error: None,
             targets: Box::new([]),
             held: None,
@@ -714,7 +714,7 @@ impl Records {
         engine: &Engine,
         wanted: &mut HashSet<String>,
         name: &str,
-        record: &SkillState,
+        record: &SkillRecord,
     ) {
         if let Some(skill) = wanted
             .take(name)
@@ -849,7 +849,7 @@ impl Daemon {
     }
 
     /// A report made from the state file, shown before the first pass.
-    fn recorded_report(engine: &Engine, skill: &Skill, prev: Option<&SkillState>) -> SkillReport {
+    fn recorded_report(engine: &Engine, skill: &Skill, prev: Option<&SkillRecord>) -> SkillReport {
         let current = prev.and_then(|p| p.current.as_ref());
         let targets = skill
             .targets
@@ -864,9 +864,9 @@ impl Daemon {
                     path: t.path.join(&skill.name),
                     state: match (installed, current) {
                         (Some(i), Some(c)) if i.layer_digest == c.layer_digest => {
-                            TargetSync::InSync
+                            TargetState::InSync
                         }
-                        _ => TargetSync::Pending,
+                        _ => TargetState::Pending,
                     },
                     error: None,
                 }
@@ -878,7 +878,7 @@ impl Daemon {
             version: current.and_then(|c| c.version.clone()),
             digest: current.map(|c| c.manifest_digest.clone()),
             status: current.map(|c| c.status),
-            state: SyncState::Pending,
+            state: SkillState::Pending,
             error: None,
             targets,
             changes: Vec::new(),
@@ -1126,7 +1126,7 @@ impl Daemon {
         view.failures = view.failures.saturating_add(1);
         let delay = retry_delay(view.failures, interval);
         let report = view.report.get_or_insert_with(Outcome::nothing);
-        report.state = SyncState::Error;
+        report.state = SkillState::Error;
         report.error = Some(error.into());
         view.running = false;
         view.done += 1;
@@ -1170,12 +1170,12 @@ impl Daemon {
         let (failures, first) = {
             let mut view = lock(&slot.view);
             view.failures = match report.state {
-                SyncState::Error => view.failures.saturating_add(1),
+                SkillState::Error => view.failures.saturating_add(1),
                 _ => 0,
             };
             (view.failures, !view.checked)
         };
-        let delay = if report.state == SyncState::Error {
+        let delay = if report.state == SkillState::Error {
             let retry = retry_delay(failures, interval);
             // A registry that rate-limits us or is down is not asked
             // before its next try, whatever this skill's own retry.
@@ -1202,7 +1202,7 @@ impl Daemon {
         for t in report
             .targets
             .iter()
-            .filter(|t| matches!(t.state, TargetSync::Conflict | TargetSync::Drifted))
+            .filter(|t| matches!(t.state, TargetState::Conflict | TargetState::Drifted))
         {
             let was = view.checked
                 && view.report.as_ref().is_some_and(|r| {
@@ -1214,7 +1214,7 @@ impl Daemon {
                 events.push(Event {
                     at: rfc3339(now),
                     skill: skill.name.clone(),
-                    kind: if t.state == TargetSync::Conflict {
+                    kind: if t.state == TargetState::Conflict {
                         EventKind::Conflict
                     } else {
                         EventKind::Drift
@@ -1265,10 +1265,10 @@ impl Daemon {
             let view = lock(&slot.view);
             let word = match (view.running, view.report.as_ref().map(|r| r.state)) {
                 (true, _) => "updating",
-                (_, Some(SyncState::InSync)) => "in sync",
-                (_, Some(SyncState::Error)) => "error",
-                (_, Some(SyncState::Conflict)) => "conflict",
-                (_, Some(SyncState::Drifted)) => "drifted",
+                (_, Some(SkillState::InSync)) => "in sync",
+                (_, Some(SkillState::Error)) => "error",
+                (_, Some(SkillState::Conflict)) => "conflict",
+                (_, Some(SkillState::Drifted)) => "drifted",
                 _ => "pending",
             };
             *counts.entry(word).or_default() += 1;
@@ -1288,10 +1288,10 @@ impl Daemon {
         // Running now: updating; never checked (a report from the state
         // file): pending, whatever it recorded.
         let state = match report.map(|r| r.state) {
-            _ if view.running => SyncState::Updating,
-            Some(SyncState::InSync) if !view.checked => SyncState::Pending,
+            _ if view.running => SkillState::Updating,
+            Some(SkillState::InSync) if !view.checked => SkillState::Pending,
             Some(state) => state,
-            None => SyncState::Pending,
+            None => SkillState::Pending,
         };
         Some(SkillStatus {
             name: skill.name.clone(),
@@ -1351,7 +1351,7 @@ impl Daemon {
     /// (`prune = false`, or edited by hand).
     /// The folders of skill `name` that the config no longer wants but
     /// that are still there (kept by `prune = false` or because edited).
-    fn unmanaged_of(engine: &Engine, name: &str, record: &SkillState) -> Option<UnmanagedSkill> {
+    fn unmanaged_of(engine: &Engine, name: &str, record: &SkillRecord) -> Option<UnmanagedSkill> {
         let paths: Vec<String> = record
             .targets
             .iter()
@@ -1681,7 +1681,10 @@ impl Controller for Daemon {
                 }
             }),
         }
-        .map_err(|e| ActionError::Refused(e.to_string()))?;
+        .map_err(|e| match e {
+            Error::Refused(refusal) => ActionError::Refused(refusal.to_string()),
+            other => ActionError::Failed(crate::error::chain(&other)),
+        })?;
         drop(record);
         tracing::info!(skill = %name, "{message}");
         let kind = match action {

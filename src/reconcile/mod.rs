@@ -26,7 +26,7 @@ use crate::cache::{Cache, Fetched};
 use crate::channel::{self, Lookup, SelectError, Status, VersionTag};
 use crate::config::{Config, OnArchived, OnDrift, Selector, Skill};
 use crate::control::protocol::{Event, EventKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::install;
 use crate::manifest::{self, Parsed, SkillManifest};
 use crate::ownership::{self, Marker, MARKER_FILE};
@@ -34,7 +34,7 @@ use crate::provenance::{self, Provenance};
 use crate::reference::{Digest, ImageRef};
 use crate::source::{Source, SourceError, Sources};
 use crate::state::{
-    Backup, Hold, HoldReason, Installed, SkillState, State, Store, TargetState, Verification,
+    Backup, Hold, HoldReason, Installed, SkillRecord, State, Store, TargetRecord, Verification,
 };
 use crate::tree::{self, TreeRecord};
 use crate::unpack;
@@ -42,7 +42,7 @@ use crate::verify::{self, ContainersPolicy, VerifyError};
 
 /// The overall state of a skill after a pass, and of one of its targets:
 /// the wire types themselves (`control::protocol`), so the two cannot drift.
-pub use crate::control::protocol::{SkillState as SyncState, TargetState as TargetSync};
+pub use crate::control::protocol::{SkillState, TargetState};
 
 /// One target's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -52,7 +52,7 @@ pub struct TargetReport {
     /// The skill folder in it.
     pub path: PathBuf,
     /// Its state.
-    pub state: TargetSync,
+    pub state: TargetState,
     /// Why it is not in sync, if it is not.
     pub error: Option<String>,
 }
@@ -71,7 +71,7 @@ pub struct SkillReport {
     /// The lifecycle status of that manifest.
     pub status: Option<Status>,
     /// Overall state.
-    pub state: SyncState,
+    pub state: SkillState,
     /// Why the skill is not in sync, in one line.
     pub error: Option<String>,
     /// Per target.
@@ -157,7 +157,7 @@ pub enum TargetPlan {
 /// around its swap: the folder may hold the recorded tree or the pending
 /// one, so `installed` cannot be trusted and the target is installed again.
 pub fn plan_target(
-    recorded: Option<&TargetState>,
+    recorded: Option<&TargetRecord>,
     present: bool,
     manifest: &Digest,
     layer: &Digest,
@@ -304,7 +304,7 @@ fn trust_problems_with(
 
 /// How `digest` was verified, from the state file: its record's line, or
 /// `unverified`.
-fn trust_line(prev: Option<&SkillState>, digest: &Digest) -> String {
+fn trust_line(prev: Option<&SkillRecord>, digest: &Digest) -> String {
     prev.and_then(|p| p.verified.as_ref())
         .filter(|v| v.manifest_digest == *digest)
         .map(|v| v.by.clone())
@@ -324,14 +324,14 @@ fn pins_lower(selector: &Selector, offered: &semver::Version, highest: &semver::
 
 /// A folder without a state record, recognised by its marker: the record
 /// rebuilt from it, and whether the folder was edited since.
-async fn recognise(path: &Path, name: &str) -> Option<(TargetState, bool)> {
+async fn recognise(path: &Path, name: &str) -> Option<(TargetRecord, bool)> {
     let path = path.to_path_buf();
     let name = name.to_string();
     tokio::task::spawn_blocking(move || {
         let marker = Marker::read(&path, &name)?;
         let tree = tree::record(&path, &[MARKER_FILE]).ok()?;
         let edited = tree.hash != marker.tree_hash;
-        let state = TargetState {
+        let state = TargetRecord {
             path: path.clone(),
             installed: Some(Installed {
                 manifest_digest: marker.manifest_digest,
@@ -352,14 +352,14 @@ async fn recognise(path: &Path, name: &str) -> Option<(TargetState, bool)> {
     .flatten()
 }
 
-fn prev_backups(prev: Option<&SkillState>) -> Vec<String> {
+fn prev_backups(prev: Option<&SkillRecord>) -> Vec<String> {
     prev.map(|p| describe_backups(&p.backups))
         .unwrap_or_default()
 }
 
 /// Whether a managed folder may be removed: `None` when it is ours and
 /// unedited, else why it is kept.
-async fn removable(name: &str, t: &TargetState) -> Result<Option<String>> {
+async fn removable(name: &str, t: &TargetRecord) -> Result<Option<String>> {
     let mut record = t.tree.clone();
     let path = t.path.clone();
     let skill_name = name.to_string();
@@ -488,7 +488,7 @@ impl Engine {
 
     /// Calls `f` with each skill's recorded state, one at a time, in name
     /// order (blocking: file reads).
-    pub fn visit_state(&self, f: impl FnMut(&str, SkillState)) -> Result<()> {
+    pub fn visit_state(&self, f: impl FnMut(&str, SkillRecord)) -> Result<()> {
         self.state.visit(f)
     }
 
@@ -501,12 +501,12 @@ impl Engine {
     }
 
     /// Skill `name`'s recorded state, read now (blocking: a file read).
-    pub fn read_state(&self, name: &str) -> Result<Option<SkillState>> {
+    pub fn read_state(&self, name: &str) -> Result<Option<SkillRecord>> {
         self.state.load(name)
     }
 
     /// Skill `name`'s recorded state.
-    async fn load_state(&self, name: &str) -> Result<Option<SkillState>> {
+    async fn load_state(&self, name: &str) -> Result<Option<SkillRecord>> {
         let (store, name) = (self.state.clone(), name.to_string());
         tokio::task::spawn_blocking(move || store.load(&name))
             .await
@@ -649,7 +649,7 @@ impl Engine {
         &self,
         source: &impl Source,
         skill: &Skill,
-        prev: Option<&SkillState>,
+        prev: Option<&SkillRecord>,
     ) -> Result<Desired> {
         let image = &skill.image;
         let known = |d: &Digest| -> Option<Installed> {
@@ -816,7 +816,7 @@ impl Engine {
     /// Whether [`Engine::prune`] has anything to do with skill `name`'s
     /// `record`: a target the config no longer wants it in, or a skill no
     /// longer configured with no target left.
-    pub fn needs_prune(&self, name: &str, record: &SkillState) -> bool {
+    pub fn needs_prune(&self, name: &str, record: &SkillRecord) -> bool {
         (record.targets.is_empty() && !self.config.skills.contains_key(name))
             || record
                 .targets
@@ -913,7 +913,7 @@ impl Engine {
     async fn remove_archived(
         &self,
         skill: &Skill,
-        prev: Option<SkillState>,
+        prev: Option<SkillRecord>,
         known: &Installed,
         report: &mut SkillReport,
     ) -> Result<()> {
@@ -990,20 +990,16 @@ impl Engine {
     pub async fn hold(&self, name: &str) -> Result<String> {
         let _edits = self.edits.lock().await;
         let mut recorded = self.load_state(name).await?;
-        let skill = recorded.as_mut().ok_or_else(|| {
-            Error::NoVersion(format!(
-                "{name} has not been installed yet; nothing to hold"
-            ))
-        })?;
+        let not_installed = || Refusal::NotInstalled {
+            name: name.to_string(),
+            action: "hold",
+        };
+        let skill = recorded.as_mut().ok_or_else(not_installed)?;
         let installed = skill
             .targets
             .values()
             .find_map(|t| t.installed.clone())
-            .ok_or_else(|| {
-                Error::NoVersion(format!(
-                    "{name} has not been installed yet; nothing to hold"
-                ))
-            })?;
+            .ok_or_else(not_installed)?;
         let hold = Hold {
             reason: HoldReason::Hold,
             installed,
@@ -1020,10 +1016,9 @@ impl Engine {
     pub async fn rollback(&self, name: &str) -> Result<String> {
         let _edits = self.edits.lock().await;
         let mut recorded = self.load_state(name).await?;
-        let skill = recorded.as_mut().ok_or_else(|| {
-            Error::NoVersion(format!(
-                "{name} has not been installed yet; nothing to roll back"
-            ))
+        let skill = recorded.as_mut().ok_or_else(|| Refusal::NotInstalled {
+            name: name.to_string(),
+            action: "roll back",
         })?;
         let installed_layer = skill
             .targets
@@ -1034,17 +1029,19 @@ impl Engine {
             .iter()
             .find(|h| Some(&h.layer_digest) != installed_layer.as_ref())
             .cloned()
-            .ok_or_else(|| {
-                Error::NoVersion(format!("{name} has no earlier generation to roll back to"))
+            .ok_or_else(|| Refusal::NoEarlierGeneration {
+                name: name.to_string(),
             })?;
         if !self.cache.blob_path(&previous.layer_digest).is_file() {
-            return Err(Error::NoVersion(format!(
-                "{name}: the earlier generation {} is no longer in the cache",
-                previous
+            return Err(Refusal::GenerationEvicted {
+                name: name.to_string(),
+                version: previous
                     .version
                     .as_deref()
                     .unwrap_or(previous.manifest_digest.short())
-            )));
+                    .to_string(),
+            }
+            .into());
         }
         let hold = Hold {
             reason: HoldReason::Rollback,
@@ -1110,7 +1107,7 @@ impl Engine {
             version: None,
             digest: None,
             status: None,
-            state: SyncState::InSync,
+            state: SkillState::InSync,
             error: None,
             targets: Vec::new(),
             changes: Vec::new(),
@@ -1125,7 +1122,7 @@ impl Engine {
         let prev = match self.load_state(&skill.name).await {
             Ok(prev) => prev,
             Err(e) => {
-                report.state = SyncState::Error;
+                report.state = SkillState::Error;
                 report.error = Some(e.to_string());
                 return report;
             }
@@ -1151,7 +1148,7 @@ impl Engine {
                 .apply(&source, skill, prev, desired, None, &mut report)
                 .await
             {
-                report.state = SyncState::Error;
+                report.state = SkillState::Error;
                 report.error = Some(e.to_string());
             }
             return report;
@@ -1165,7 +1162,7 @@ impl Engine {
         let desired = match self.resolve(&source, skill, prev.as_ref()).await {
             Ok(d) => d,
             Err(e) => {
-                report.state = SyncState::Error;
+                report.state = SkillState::Error;
                 report.error = Some(e.to_string());
                 report.targets = self.target_reports(skill, prev.as_ref(), None);
                 return report;
@@ -1181,7 +1178,7 @@ impl Engine {
                 .remove_archived(skill, prev, &desired.known, &mut report)
                 .await
             {
-                report.state = SyncState::Error;
+                report.state = SkillState::Error;
                 report.error = Some(e.to_string());
             }
             return report;
@@ -1208,7 +1205,7 @@ impl Engine {
                     report.status = current.map(|c| c.status);
                     report.verification =
                         current.map(|c| trust_line(prev.as_ref(), &c.manifest_digest));
-                    report.state = SyncState::Error;
+                    report.state = SkillState::Error;
                     report.error = Some(e.to_string());
                     report.targets = self.target_reports(skill, prev.as_ref(), None);
                     return report;
@@ -1219,7 +1216,7 @@ impl Engine {
             .apply(&source, skill, prev, desired, verified, &mut report)
             .await
         {
-            report.state = SyncState::Error;
+            report.state = SkillState::Error;
             report.error = Some(e.to_string());
         }
         report
@@ -1259,7 +1256,7 @@ impl Engine {
         &self,
         source: &impl Source,
         skill: &Skill,
-        prev: Option<&SkillState>,
+        prev: Option<&SkillRecord>,
         desired: &Desired,
     ) -> Result<Option<Verification>> {
         let known = &desired.known;
@@ -1341,7 +1338,7 @@ impl Engine {
     fn target_reports(
         &self,
         skill: &Skill,
-        prev: Option<&SkillState>,
+        prev: Option<&SkillRecord>,
         layer: Option<&Digest>,
     ) -> Vec<TargetReport> {
         skill
@@ -1354,11 +1351,11 @@ impl Engine {
                 let installed = rec.and_then(|r| r.installed.as_ref());
                 let state = match (installed, layer) {
                     (Some(i), Some(l)) if &i.layer_digest == l && exists(&path) => {
-                        TargetSync::InSync
+                        TargetState::InSync
                     }
-                    (Some(_), None) if exists(&path) => TargetSync::InSync,
-                    (None, _) if rec.is_none() && exists(&path) => TargetSync::Conflict,
-                    _ => TargetSync::Pending,
+                    (Some(_), None) if exists(&path) => TargetState::InSync,
+                    (None, _) if rec.is_none() && exists(&path) => TargetState::Conflict,
+                    _ => TargetState::Pending,
                 };
                 TargetReport {
                     name: t.name.clone(),
@@ -1375,12 +1372,12 @@ impl Engine {
         &self,
         source: &impl Source,
         skill: &Skill,
-        prev: Option<SkillState>,
+        prev: Option<SkillRecord>,
         desired: Desired,
         verified: Option<Verification>,
         report: &mut SkillReport,
     ) -> Result<()> {
-        let mut skill_state = prev.clone().unwrap_or_else(|| SkillState {
+        let mut skill_state = prev.clone().unwrap_or_else(|| SkillRecord {
             image: skill.image.to_string(),
             ..Default::default()
         });
@@ -1535,7 +1532,7 @@ impl Engine {
                     // Ours from here on: the install replaces it.
                     skill_state.targets.insert(
                         tname.clone(),
-                        Box::new(TargetState {
+                        Box::new(TargetRecord {
                             path: path.clone(),
                             installed: None,
                             pending: None,
@@ -1674,7 +1671,7 @@ impl Engine {
             let mut tr = TargetReport {
                 name: target.name.clone(),
                 path: path.clone(),
-                state: TargetSync::InSync,
+                state: TargetState::InSync,
                 error: None,
             };
             match plan {
@@ -1704,7 +1701,7 @@ impl Engine {
                             path.display()
                         ),
                     });
-                    tr.state = TargetSync::Pending;
+                    tr.state = TargetState::Pending;
                 }
                 TargetPlan::RecordOnly => {
                     if let Some(t) = skill_state.targets.get_mut(&target.name) {
@@ -1729,14 +1726,14 @@ impl Engine {
                     state_changed = true;
                 }
                 TargetPlan::Conflict => {
-                    tr.state = TargetSync::Conflict;
+                    tr.state = TargetState::Conflict;
                     tr.error = Some(format!(
                         "{} exists and was not installed by skillsyncd; move it away to let skillsyncd manage it",
                         path.display()
                     ));
                 }
                 TargetPlan::Drifted(why) => {
-                    tr.state = TargetSync::Drifted;
+                    tr.state = TargetState::Drifted;
                     tr.error = Some(why);
                 }
                 TargetPlan::Install => {
@@ -1790,7 +1787,7 @@ impl Engine {
                             Self::unmark_pending(&mut skill_state, &target.name, &path);
                             state_changed = true;
                             let msg = e.to_string();
-                            tr.state = TargetSync::Error;
+                            tr.state = TargetState::Error;
                             tr.error = Some(msg.clone());
                             first_error.get_or_insert(msg);
                         }
@@ -1837,23 +1834,23 @@ impl Engine {
         if let Some(c) = report
             .targets
             .iter()
-            .find(|t| t.state == TargetSync::Conflict)
+            .find(|t| t.state == TargetState::Conflict)
         {
-            report.state = SyncState::Conflict;
+            report.state = SkillState::Conflict;
             report.error = c.error.clone();
         }
         if let Some(d) = report
             .targets
             .iter()
-            .find(|t| t.state == TargetSync::Drifted)
+            .find(|t| t.state == TargetState::Drifted)
         {
-            if report.state == SyncState::InSync {
-                report.state = SyncState::Drifted;
+            if report.state == SkillState::InSync {
+                report.state = SkillState::Drifted;
                 report.error = d.error.clone();
             }
         }
         if let Some(e) = first_error {
-            report.state = SyncState::Error;
+            report.state = SkillState::Error;
             report.error = Some(e);
         }
         Ok(())
@@ -1862,15 +1859,15 @@ impl Engine {
     /// Target `target`'s record in `skill_state`, made empty (for `path`)
     /// if it has none yet.
     fn target_entry<'a>(
-        skill_state: &'a mut SkillState,
+        skill_state: &'a mut SkillRecord,
         target: &str,
         path: &Path,
-    ) -> &'a mut TargetState {
+    ) -> &'a mut TargetRecord {
         skill_state
             .targets
             .entry(target.to_string())
             .or_insert_with(|| {
-                Box::new(TargetState {
+                Box::new(TargetRecord {
                     path: path.to_path_buf(),
                     installed: None,
                     pending: None,
@@ -1881,7 +1878,7 @@ impl Engine {
 
     /// Undoes the `pending` mark of an install that did not happen (the
     /// record goes if nothing was installed there before).
-    fn unmark_pending(skill_state: &mut SkillState, target: &str, path: &Path) {
+    fn unmark_pending(skill_state: &mut SkillRecord, target: &str, path: &Path) {
         if let Some(entry) = skill_state.targets.get_mut(target) {
             entry.pending = None;
             if entry.installed.is_none() && !exists(path) {
@@ -1892,7 +1889,7 @@ impl Engine {
 
     /// Records `skill_state` as skill `name`'s state, durably (nothing is
     /// written in a dry run: its store is a private copy in memory).
-    async fn commit_state(&self, name: &str, skill_state: &SkillState) -> Result<()> {
+    async fn commit_state(&self, name: &str, skill_state: &SkillRecord) -> Result<()> {
         let (store, name, skill_state) =
             (self.state.clone(), name.to_string(), skill_state.clone());
         tokio::task::spawn_blocking(move || store.save(&name, &skill_state))
@@ -2053,8 +2050,8 @@ verify = "none"
         assert!(trust_problems_with(&layouts_only, Ok(None)).is_empty());
     }
 
-    fn target(installed: Option<&Digest>, pending: Option<&Digest>) -> TargetState {
-        TargetState {
+    fn target(installed: Option<&Digest>, pending: Option<&Digest>) -> TargetRecord {
+        TargetRecord {
             path: "/t/skill".into(),
             installed: installed.map(|layer| Installed {
                 manifest_digest: Digest::of(b"manifest"),

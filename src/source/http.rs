@@ -108,20 +108,7 @@ pub(super) fn api_repository(registry: &str, repository: &str) -> String {
     }
 }
 
-/// An error and its causes on one line ("error sending request: connection refused").
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
+pub(super) use crate::error::chain;
 
 /// A certificate the system does not trust gets the option that fixes it.
 pub(super) fn with_tls_hint(endpoint: &str, message: String) -> String {
