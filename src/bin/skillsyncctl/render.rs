@@ -1,0 +1,292 @@
+//! Output shared by the commands: writing to stdout, colours and width
+//! ([`Style`]), column tables, and the cells and words every view of a
+//! skill uses (states, targets, digests, relative times).
+//!
+//! Pure text: nothing here talks to the daemon or reads the config; only
+//! [`print_out`] and [`Style::detect`] touch the terminal.
+
+use std::io::{IsTerminal, Write as _};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use skillsyncd::control::protocol::{SkillState, SkillStatus, TargetState, TargetStatus};
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+pub(crate) fn print_out(text: &str) {
+    if cfg!(test) {
+        // Where the test harness captures it.
+        print!("{text}");
+    } else {
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    }
+}
+
+/// How output is decorated: colours and the width lines are cut to.
+pub(crate) struct Style {
+    /// Whether to colour (ANSI escapes).
+    pub(crate) color: bool,
+    /// The width a line is cut to.
+    pub(crate) width: usize,
+}
+
+impl Style {
+    /// Colours when stdout is a terminal and `NO_COLOR` is unset or empty;
+    /// the terminal's width, else `$COLUMNS`, else 100.
+    pub(crate) fn detect() -> Style {
+        let stdout = std::io::stdout();
+        let tty = stdout.is_terminal();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let width = tty
+            .then(|| rustix::termios::tcgetwinsize(&stdout).ok())
+            .flatten()
+            .map(|w| usize::from(w.ws_col))
+            .filter(|w| *w > 0)
+            .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+            .unwrap_or(100);
+        Style {
+            color: tty && !no_color,
+            width: width.max(40),
+        }
+    }
+
+    /// `text` in `color`, when colours are on.
+    pub(crate) fn paint(&self, text: &str, color: Color) -> String {
+        if !self.color || text.is_empty() {
+            return text.to_string();
+        }
+        let code = match color {
+            Color::Red => "31",
+            Color::Yellow => "33",
+            Color::Green => "32",
+            Color::Cyan => "36",
+            Color::Dim => "2",
+            Color::Bold => "1",
+            Color::None => return text.to_string(),
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+/// A colour (or weight) of output; `None` leaves text as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Color {
+    None,
+    Red,
+    Yellow,
+    Green,
+    Cyan,
+    Dim,
+    Bold,
+}
+
+/// One table cell: its text and colour.
+pub(crate) type Cell = (String, Color);
+
+/// Lays out rows in columns two spaces apart, padding before painting so
+/// colours do not upset the widths; the last column is not padded.
+pub(crate) fn table(header: &[&str], rows: &[Vec<Cell>], style: &Style) -> Vec<String> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, (text, _)) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(text.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<Cell>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (text, color)) in cells.into_iter().enumerate() {
+            let pad = widths
+                .get(i)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(text.chars().count());
+            out.push_str(&style.paint(&text, color));
+            if i < last {
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out
+    };
+    let mut lines = vec![line(
+        header
+            .iter()
+            .map(|h| (h.to_string(), Color::Bold))
+            .collect(),
+    )];
+    lines.extend(rows.iter().map(|r| line(r.clone())));
+    lines
+}
+
+/// `claude ✓`, `cursor ✗conflict`, `windsurf …pending`.
+pub(crate) fn target_mark(t: &TargetStatus) -> String {
+    match t.state {
+        TargetState::InSync => format!("{} ✓", t.name),
+        TargetState::Pending => format!("{} …pending", t.name),
+        TargetState::Error => format!("{} ✗error", t.name),
+        TargetState::Conflict => format!("{} ✗conflict", t.name),
+        TargetState::Drifted => format!("{} ✎edited", t.name),
+    }
+}
+
+/// A skill's state, as a word and its colour.
+pub(crate) fn state_cell(state: SkillState) -> Cell {
+    match state {
+        SkillState::InSync => ("in sync".into(), Color::Green),
+        SkillState::Updating => ("updating".into(), Color::Cyan),
+        SkillState::Pending => ("pending".into(), Color::Dim),
+        SkillState::Error => ("error".into(), Color::Red),
+        SkillState::Conflict => ("conflict".into(), Color::Red),
+        SkillState::Drifted => ("drifted".into(), Color::Yellow),
+    }
+}
+
+/// Why a skill is not in sync, in one line: its error, else its first
+/// target's.
+pub(crate) fn problem_line(s: &SkillStatus) -> Option<String> {
+    let one_line = |e: &str| e.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(e) = &s.error {
+        return Some(one_line(e));
+    }
+    s.targets.iter().find_map(|t| {
+        t.error
+            .as_ref()
+            .map(|e| format!("{}: {}", t.name, one_line(e)))
+    })
+}
+
+/// Whether a skill's installed version is marked deprecated.
+pub(crate) fn is_deprecated(s: &SkillStatus) -> bool {
+    s.status.as_deref() == Some("deprecated")
+}
+
+/// The value, or `-` when there is none.
+pub(crate) fn dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_string()
+}
+
+/// The first 12 hex digits of a digest (`sha256:abc…` → `abc…`).
+pub(crate) fn short_digest(digest: &str) -> String {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    hex.chars().take(12).collect()
+}
+
+/// Cuts `text` to `width` characters, marking the cut with `…`.
+pub(crate) fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `1 skill`, `2 skills`.
+pub(crate) fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// An RFC 3339 time relative to `now` (`2m ago`, `in 3m`), or the text
+/// itself when it does not parse.
+pub(crate) fn when(text: &str, now: SystemTime) -> String {
+    parse_rfc3339(text).map_or_else(|| text.to_string(), |t| relative(t, now))
+}
+
+/// `2m ago`, `in 3m`, `now`.
+pub(crate) fn relative(t: SystemTime, now: SystemTime) -> String {
+    match t.duration_since(now) {
+        Ok(ahead) if ahead >= Duration::from_secs(1) => format!("in {}", short_duration(ahead)),
+        Ok(_) => "now".to_string(),
+        Err(e) if e.duration() < Duration::from_secs(1) => "now".to_string(),
+        Err(e) => format!("{} ago", short_duration(e.duration())),
+    }
+}
+
+/// A duration in its largest whole unit: `42s`, `3m`, `5h`, `2d`.
+pub(crate) fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (a space may stand for
+/// the `T`).
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let b = text.trim().as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = b.get(range)?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos: u32 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac: String = text.trim()[start..i].chars().take(9).collect();
+        nanos = format!("{frac:0<9}").parse().ok()?;
+    }
+    let offset_secs = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let secs = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            if *sign == b'+' {
+                secs
+            } else {
+                -secs
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
