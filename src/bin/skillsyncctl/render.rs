@@ -5,6 +5,7 @@
 //! Pure text: nothing here talks to the daemon or reads the config; only
 //! [`print_out`] and [`Style::detect`] touch the terminal.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, SystemTime};
 
@@ -141,9 +142,18 @@ pub(crate) fn state_cell(state: SkillState) -> Cell {
     }
 }
 
+/// Under a skill's row: why it is not in sync, in one line cut to the
+/// width, in red; nothing when it has no problem.
+pub(crate) fn write_problem(out: &mut String, s: &SkillStatus, style: &Style) {
+    if let Some(problem) = problem_line(s) {
+        let text = truncate(&format!("  └ {problem}"), style.width);
+        let _ = writeln!(out, "{}", style.paint(&text, Color::Red));
+    }
+}
+
 /// Why a skill is not in sync, in one line: its error, else its first
 /// target's.
-pub(crate) fn problem_line(s: &SkillStatus) -> Option<String> {
+fn problem_line(s: &SkillStatus) -> Option<String> {
     let one_line = |e: &str| e.split_whitespace().collect::<Vec<_>>().join(" ");
     if let Some(e) = &s.error {
         return Some(one_line(e));

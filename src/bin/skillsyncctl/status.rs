@@ -13,8 +13,8 @@ use skillsyncd::control::protocol::{
 };
 
 use crate::render::{
-    dash, is_deprecated, parse_rfc3339, print_out, problem_line, relative, short_digest,
-    short_duration, state_cell, table, target_mark, truncate, when, Cell, Color, Style,
+    dash, is_deprecated, parse_rfc3339, print_out, relative, short_digest, short_duration,
+    state_cell, table, target_mark, when, write_problem, Cell, Color, Style,
 };
 
 /// `skillsyncctl status [NAME] [--json]`.
@@ -89,6 +89,55 @@ fn render_events(events: &[Event], now: SystemTime, style: &Style) -> String {
 
 /// The `status` table.
 pub(crate) fn render_status(resp: &StatusResponse, now: SystemTime, style: &Style) -> String {
+    let mut out = daemon_header(resp, now, style);
+    out.push('\n');
+
+    if resp.skills.is_empty() {
+        out.push_str("no skills configured\n");
+    } else {
+        let header = [
+            "SKILL", "FOLLOWS", "VERSION", "DIGEST", "STATUS", "STATE", "CHECKED", "NEXT",
+            "TARGETS",
+        ];
+        let rows: Vec<Vec<Cell>> = resp.skills.iter().map(|s| skill_row(s, now)).collect();
+        let lines = table(&header, &rows, style);
+        let mut lines = lines.into_iter();
+        if let Some(head) = lines.next() {
+            let _ = writeln!(out, "{head}");
+        }
+        for (skill, line) in resp.skills.iter().zip(lines) {
+            let _ = writeln!(out, "{line}");
+            write_problem(&mut out, skill, style);
+        }
+    }
+
+    let deprecated: Vec<&SkillStatus> = resp.skills.iter().filter(|s| is_deprecated(s)).collect();
+    if !deprecated.is_empty() || !resp.unmanaged.is_empty() {
+        out.push('\n');
+    }
+    for s in deprecated {
+        let text = format!(
+            "warning: {} {} is deprecated; follow another version or channel",
+            s.name,
+            s.version.as_deref().unwrap_or("(installed version)")
+        );
+        let _ = writeln!(out, "{}", style.paint(&text, Color::Yellow));
+    }
+    if !resp.unmanaged.is_empty() {
+        let _ = writeln!(
+            out,
+            "unmanaged (installed by skillsyncd, no longer in the config, left in place):"
+        );
+        for u in &resp.unmanaged {
+            let _ = writeln!(out, "  {}  {}", u.name, u.paths.join(", "));
+        }
+    }
+    out
+}
+
+/// The lines above the `status` table: the daemon, its config (and a
+/// rejected reload of it), remote includes and collections.
+fn daemon_header(resp: &StatusResponse, now: SystemTime, style: &Style) -> String {
     let mut out = String::new();
     let d = &resp.daemon;
     let up = parse_rfc3339(&d.started_at)
@@ -140,51 +189,6 @@ pub(crate) fn render_status(resp: &StatusResponse, now: SystemTime, style: &Styl
         );
         for line in source.error.iter().flat_map(|e| e.lines()) {
             let _ = writeln!(out, "  {}", style.paint(line, Color::Yellow));
-        }
-    }
-    out.push('\n');
-
-    if resp.skills.is_empty() {
-        out.push_str("no skills configured\n");
-    } else {
-        let header = [
-            "SKILL", "FOLLOWS", "VERSION", "DIGEST", "STATUS", "STATE", "CHECKED", "NEXT",
-            "TARGETS",
-        ];
-        let rows: Vec<Vec<Cell>> = resp.skills.iter().map(|s| skill_row(s, now)).collect();
-        let lines = table(&header, &rows, style);
-        let mut lines = lines.into_iter();
-        if let Some(head) = lines.next() {
-            let _ = writeln!(out, "{head}");
-        }
-        for (skill, line) in resp.skills.iter().zip(lines) {
-            let _ = writeln!(out, "{line}");
-            if let Some(problem) = problem_line(skill) {
-                let text = truncate(&format!("  └ {problem}"), style.width);
-                let _ = writeln!(out, "{}", style.paint(&text, Color::Red));
-            }
-        }
-    }
-
-    let deprecated: Vec<&SkillStatus> = resp.skills.iter().filter(|s| is_deprecated(s)).collect();
-    if !deprecated.is_empty() || !resp.unmanaged.is_empty() {
-        out.push('\n');
-    }
-    for s in deprecated {
-        let text = format!(
-            "warning: {} {} is deprecated; follow another version or channel",
-            s.name,
-            s.version.as_deref().unwrap_or("(installed version)")
-        );
-        let _ = writeln!(out, "{}", style.paint(&text, Color::Yellow));
-    }
-    if !resp.unmanaged.is_empty() {
-        let _ = writeln!(
-            out,
-            "unmanaged (installed by skillsyncd, no longer in the config, left in place):"
-        );
-        for u in &resp.unmanaged {
-            let _ = writeln!(out, "  {}  {}", u.name, u.paths.join(", "));
         }
     }
     out

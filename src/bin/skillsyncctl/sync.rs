@@ -9,8 +9,8 @@ use skillsyncd::control::client::Client;
 use skillsyncd::control::protocol::{SkillState, SkillStatus};
 
 use crate::render::{
-    dash, is_deprecated, plural, print_out, problem_line, short_digest, state_cell, table,
-    target_mark, truncate, Cell, Color, Style,
+    dash, is_deprecated, plural, print_out, short_digest, state_cell, table, target_mark,
+    write_problem, Cell, Color, Style,
 };
 use crate::EXIT_FAILED;
 
@@ -90,10 +90,7 @@ pub(crate) fn render_sync(skills: &[SkillStatus], style: &Style) -> String {
     }
     for (s, line) in skills.iter().zip(lines) {
         let _ = writeln!(out, "{line}");
-        if let Some(problem) = problem_line(s) {
-            let text = truncate(&format!("  └ {problem}"), style.width);
-            let _ = writeln!(out, "{}", style.paint(&text, Color::Red));
-        }
+        write_problem(&mut out, s, style);
         if is_deprecated(s) {
             let _ = writeln!(out, "{}", style.paint("  └ deprecated!", Color::Yellow));
         }
