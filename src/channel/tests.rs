@@ -1,3 +1,8 @@
+//! Tests of `channel`: tag parsing, channel admission and the order of
+//! candidates.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 use std::cell::RefCell;
 use std::collections::HashMap;

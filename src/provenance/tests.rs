@@ -1,3 +1,8 @@
+//! Tests of `provenance`: `skill.yaml` written as `skillctl install` writes
+//! it, hostile cards refused, and files written atomically.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 use serde::Deserialize;
 

@@ -1,3 +1,8 @@
+//! Tests of `tree`: what a record holds, the tree hash, and which edits a
+//! check finds while reading as little as it can.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 use std::os::unix::fs::{symlink, PermissionsExt};
 

@@ -1,3 +1,8 @@
+//! Tests of `unpack`: layers unpacked whole, and hostile archives (escaping
+//! paths, links, devices, duplicates, oversized entries) refused.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 use flate2::write::GzEncoder;
 use std::os::unix::fs::PermissionsExt;

@@ -1,3 +1,8 @@
+//! Tests of `verify`: which signatures satisfy a policy, and how many are
+//! examined.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,5 +1,7 @@
 //! `skillsyncctl reload`: the daemon re-reads its config; a rejected config
 //! is printed problem by problem and exits 2.
+//!
+//! The daemon reads and checks the config; this file does neither.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,7 @@
 //! `skillsyncctl sync [NAME] [--wait]`: a pass now instead of at the next
 //! poll, and, with `--wait`, how each pass ended.
+//!
+//! The pass is the daemon's: this file asks for it and prints the answer.
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;

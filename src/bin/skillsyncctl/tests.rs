@@ -1,3 +1,8 @@
+//! Tests of `skillsyncctl`: the views it renders, relative times, exit codes
+//! against a stand-in daemon, and the command line's help.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

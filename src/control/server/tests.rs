@@ -1,3 +1,9 @@
+//! Tests of the control socket server, through the client and by hand: routes,
+//! errors, limits, the socket's permissions and peers, and shutdown. Its
+//! test server is shared with the client's tests.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 use crate::control::client::{Client, ClientError};
 use crate::control::protocol::{

@@ -1,3 +1,8 @@
+//! Tests of `source::auth`: where credentials are looked up and in which
+//! order, credential helpers, and secrets kept out of debug output.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 
 use std::fs;

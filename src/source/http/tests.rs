@@ -1,3 +1,8 @@
+//! Tests of `source::http`: auth challenges, `Link` headers, where
+//! credentials may go, and Docker Hub names.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 
 #[test]

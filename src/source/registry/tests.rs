@@ -1,3 +1,7 @@
+//! Tests of `source::registry`: endpoints, request pacing and `next` links.
+//!
+//! Built for `cargo test` only: no code outside tests may use anything here.
+
 use super::*;
 
 fn image(registry: &str, repository: &str) -> ImageRef {
