@@ -421,43 +421,7 @@ impl Http {
             }
             other => other,
         };
-        let request = match credential {
-            Some(Credential::IdentityToken(refresh)) => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh.as_str()),
-                    ("client_id", "skillsyncd"),
-                    ("scope", scope),
-                ];
-                if let Some(s) = service {
-                    form.push(("service", s));
-                }
-                let body = form
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", form_encode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&");
-                self.client
-                    .post(realm_url.clone())
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(body)
-            }
-            other => {
-                let mut url = realm_url.clone();
-                {
-                    let mut q = url.query_pairs_mut();
-                    if let Some(s) = service {
-                        q.append_pair("service", s);
-                    }
-                    q.append_pair("scope", scope);
-                }
-                let mut rb = self.client.get(url);
-                if let Some(Credential::Basic { username, password }) = other {
-                    rb = rb.basic_auth(username, Some(password));
-                }
-                rb
-            }
-        };
+        let request = self.token_request(&realm_url, service, scope, credential);
         let resp = request.send().await.map_err(|e| SourceError::Network {
             endpoint: endpoint.clone(),
             message: with_tls_hint(&endpoint, format!("token service {realm}: {}", chain(&e))),
@@ -496,6 +460,55 @@ impl Http {
             .unwrap_or(DEFAULT_TOKEN_LIFE)
             .max(DEFAULT_TOKEN_LIFE);
         Ok((token, life))
+    }
+
+    /// The request for a token: with an identity token, a refresh-token
+    /// form POST; else a GET of the scope, with basic auth when `credential`
+    /// has a password.
+    fn token_request(
+        &self,
+        realm_url: &Url,
+        service: Option<&str>,
+        scope: &str,
+        credential: Option<&Credential>,
+    ) -> reqwest::RequestBuilder {
+        match credential {
+            Some(Credential::IdentityToken(refresh)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                    ("client_id", "skillsyncd"),
+                    ("scope", scope),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s));
+                }
+                let body = form
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", form_encode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                self.client
+                    .post(realm_url.clone())
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+            other => {
+                let mut url = realm_url.clone();
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    q.append_pair("scope", scope);
+                }
+                let mut rb = self.client.get(url);
+                if let Some(Credential::Basic { username, password }) = other {
+                    rb = rb.basic_auth(username, Some(password));
+                }
+                rb
+            }
+        }
     }
 
     /// Sends `call` to `url`, following redirects; `auth` goes only to the
@@ -700,111 +713,4 @@ pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn challenges_parse() {
-        assert_eq!(
-            parse_challenge("Basic realm=\"Registry\""),
-            Some(Challenge::Basic)
-        );
-        assert_eq!(
-            parse_challenge(
-                "Bearer realm=\"https://auth.example/token\",service=\"registry.example\",scope=\"repository:a/b:pull\""
-            ),
-            Some(Challenge::Bearer {
-                realm: "https://auth.example/token".into(),
-                service: Some("registry.example".into())
-            })
-        );
-        assert_eq!(
-            parse_challenge("bearer realm=https://a/t, service=s"),
-            Some(Challenge::Bearer {
-                realm: "https://a/t".into(),
-                service: Some("s".into())
-            })
-        );
-        // A quoted value may hold commas and escaped quotes.
-        assert_eq!(
-            parse_challenge("Bearer service=\"a,b\",realm=\"https://x/\\\"t\""),
-            Some(Challenge::Bearer {
-                realm: "https://x/\"t".into(),
-                service: Some("a,b".into())
-            })
-        );
-        assert_eq!(parse_challenge("Bearer service=\"s\""), None);
-        assert_eq!(parse_challenge("Negotiate abc"), None);
-        assert_eq!(parse_challenge(""), None);
-    }
-
-    #[test]
-    fn link_next() {
-        assert_eq!(
-            next_link("</v2/a/tags/list?n=100&last=x>; rel=\"next\"").as_deref(),
-            Some("/v2/a/tags/list?n=100&last=x")
-        );
-        assert_eq!(
-            next_link("<https://r/v2/a/tags/list?last=y>; rel=\"prev\", </n>; rel=next").as_deref(),
-            Some("/n")
-        );
-        assert_eq!(next_link("</v2/a>; rel=\"prev\""), None);
-        assert_eq!(next_link("garbage"), None);
-    }
-
-    #[test]
-    fn credentials_go_to_https_realms_or_the_insecure_registry_itself() {
-        let u = |s: &str| Url::parse(s).unwrap();
-        assert!(may_send_credentials(
-            &u("https://auth.example/token"),
-            "reg:5000",
-            false
-        ));
-        assert!(may_send_credentials(
-            &u("https://auth.example/token"),
-            "reg:5000",
-            true
-        ));
-        // Plain HTTP on another host or port: never.
-        assert!(!may_send_credentials(
-            &u("http://auth.example/token"),
-            "reg:5000",
-            true
-        ));
-        assert!(!may_send_credentials(
-            &u("http://reg:5001/token"),
-            "reg:5000",
-            true
-        ));
-        // Plain HTTP on the registry itself: only when it is insecure.
-        assert!(may_send_credentials(
-            &u("http://reg:5000/token"),
-            "reg:5000",
-            true
-        ));
-        assert!(!may_send_credentials(
-            &u("http://reg:5000/token"),
-            "reg:5000",
-            false
-        ));
-        assert!(!may_send_credentials(
-            &u("ftp://reg:5000/token"),
-            "reg:5000",
-            true
-        ));
-    }
-
-    #[test]
-    fn docker_hub_names() {
-        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
-        assert_eq!(api_host("quay.io"), "quay.io");
-        assert_eq!(api_repository("docker.io", "alpine"), "library/alpine");
-        assert_eq!(api_repository("docker.io", "acme/x"), "acme/x");
-        assert_eq!(api_repository("ghcr.io", "alpine"), "alpine");
-    }
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
-    }
-}
+mod tests;
