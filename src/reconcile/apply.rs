@@ -11,7 +11,7 @@ use crate::cache::Fetched;
 use crate::channel::Status;
 use crate::config::{OnDrift, Skill};
 use crate::control::protocol::EventKind;
-use crate::error::{Error, Result};
+use crate::error::{blocking, Error, Result};
 use crate::install;
 use crate::ownership::{self, Marker, MARKER_FILE};
 use crate::provenance::{self, Provenance};
@@ -554,7 +554,7 @@ impl Engine {
         } else {
             unpack::SyncMode::Caller
         };
-        tokio::task::spawn_blocking(move || -> Result<TreeRecord> {
+        blocking("install task", move || -> Result<TreeRecord> {
             let staging = install::prepare_staging(&target_dir, &name)?;
             let result = (|| {
                 let blob = &staged.blob;
@@ -606,7 +606,6 @@ impl Engine {
             }
             result
         })
-        .await
-        .map_err(|e| Error::Task(format!("install task failed: {e}")))?
+        .await?
     }
 }

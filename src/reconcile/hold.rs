@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Refusal, Result};
+use crate::error::{blocking, Refusal, Result};
 use crate::install;
 use crate::ownership::MARKER_FILE;
 use crate::state::{Hold, HoldReason};
@@ -29,9 +29,7 @@ impl Engine {
             .join(format!("{target}-{stamp}"));
         let from = path.to_path_buf();
         let to = dest.clone();
-        tokio::task::spawn_blocking(move || install::copy_tree(&from, &to))
-            .await
-            .map_err(|e| Error::Task(format!("backup failed: {e}")))??;
+        blocking("backup", move || install::copy_tree(&from, &to)).await??;
         Ok(dest)
     }
 
@@ -119,15 +117,14 @@ impl Engine {
                 continue;
             }
             let path = t.path.clone();
-            let rebased = tokio::task::spawn_blocking(move || {
+            let rebased = blocking("resume", move || {
                 if exists(&path) {
                     tree::record(&path, &[MARKER_FILE]).map(Some)
                 } else {
                     Ok(None)
                 }
             })
-            .await
-            .map_err(|e| Error::Task(format!("resume failed: {e}")))??;
+            .await??;
             match rebased {
                 Some(tree) => {
                     if t.tree.as_ref().map(|r| &r.hash) != Some(&tree.hash) {

@@ -30,7 +30,7 @@ use tokio::sync::Mutex;
 
 use crate::cache::Cache;
 use crate::config::{Config, OnArchived, Skill};
-use crate::error::{Error, Result};
+use crate::error::{blocking, Result};
 use crate::reference::Digest;
 use crate::source::{Source, Sources};
 use crate::state::{SkillRecord, State, Store};
@@ -162,9 +162,7 @@ impl Engine {
     /// Every skill's recorded state, read from the state files.
     pub async fn state(&self) -> Result<State> {
         let store = self.state.clone();
-        tokio::task::spawn_blocking(move || store.load_all())
-            .await
-            .map_err(|e| Error::Task(format!("reading the state failed: {e}")))?
+        blocking("reading the state", move || store.load_all()).await?
     }
 
     /// Skill `name`'s recorded state, read now (blocking: a file read).
@@ -175,9 +173,7 @@ impl Engine {
     /// Skill `name`'s recorded state.
     pub(super) async fn load_state(&self, name: &str) -> Result<Option<SkillRecord>> {
         let (store, name) = (self.state.clone(), name.to_string());
-        tokio::task::spawn_blocking(move || store.load(&name))
-            .await
-            .map_err(|e| Error::Task(format!("reading the state failed: {e}")))?
+        blocking("reading the state", move || store.load(&name)).await?
     }
 
     /// The configuration this engine runs.

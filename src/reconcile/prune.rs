@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::config::Skill;
 use crate::control::protocol::{Event, EventKind};
-use crate::error::{Error, Result};
+use crate::error::{blocking, Result};
 use crate::install;
 use crate::ownership::{Marker, MARKER_FILE};
 use crate::state::{Installed, SkillRecord, TargetRecord};
@@ -23,7 +23,7 @@ async fn removable(name: &str, t: &TargetRecord) -> Result<Option<String>> {
     let mut record = t.tree.clone();
     let path = t.path.clone();
     let skill_name = name.to_string();
-    tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+    blocking("removal check", move || -> Result<Option<String>> {
         if Marker::read(&path, &skill_name).is_none() && record.is_none() {
             return Ok(Some("it carries no skillsyncd marker".into()));
         }
@@ -42,8 +42,7 @@ async fn removable(name: &str, t: &TargetRecord) -> Result<Option<String>> {
             }
         }
     })
-    .await
-    .map_err(|e| Error::Task(format!("removal check failed: {e}")))?
+    .await?
 }
 
 impl Engine {
@@ -55,9 +54,7 @@ impl Engine {
     /// Returns what was done, as events.
     pub async fn prune(&self) -> Result<Vec<Event>> {
         let store = self.state.clone();
-        let names = tokio::task::spawn_blocking(move || store.names())
-            .await
-            .map_err(|e| Error::Task(format!("reading the state failed: {e}")))??;
+        let names = blocking("reading the state", move || store.names()).await??;
         self.prune_names(names).await
     }
 
@@ -129,9 +126,7 @@ impl Engine {
                     None => {
                         let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
                         let folder = name.clone();
-                        tokio::task::spawn_blocking(move || install::uninstall(&dir, &folder))
-                            .await
-                            .map_err(|e| Error::Task(format!("prune failed: {e}")))??;
+                        blocking("prune", move || install::uninstall(&dir, &folder)).await??;
                         skill_state.targets.remove(&tname);
                         changed = true;
                         let message = format!(
@@ -146,9 +141,7 @@ impl Engine {
             if configured.is_none() && skill_state.targets.is_empty() {
                 let store = self.state.clone();
                 let forget = name.clone();
-                tokio::task::spawn_blocking(move || store.remove(&forget))
-                    .await
-                    .map_err(|e| Error::Task(format!("prune failed: {e}")))??;
+                blocking("prune", move || store.remove(&forget)).await??;
             } else if changed {
                 self.commit_state(&name, skill_state).await?;
             }
@@ -196,9 +189,7 @@ impl Engine {
             }
             let dir = t.path.parent().map(Path::to_path_buf).unwrap_or_default();
             let folder = skill.name.clone();
-            tokio::task::spawn_blocking(move || install::uninstall(&dir, &folder))
-                .await
-                .map_err(|e| Error::Task(format!("removal failed: {e}")))??;
+            blocking("removal", move || install::uninstall(&dir, &folder)).await??;
             skill_state.targets.remove(&tname);
             report.record(
                 EventKind::Prune,

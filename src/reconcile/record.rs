@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{blocking, Result};
 use crate::state::{SkillRecord, TargetRecord};
 
 use super::{exists, Engine};
@@ -46,8 +46,6 @@ impl Engine {
     pub(super) async fn commit_state(&self, name: &str, skill_state: &SkillRecord) -> Result<()> {
         let (store, name, skill_state) =
             (self.state.clone(), name.to_string(), skill_state.clone());
-        tokio::task::spawn_blocking(move || store.save(&name, &skill_state))
-            .await
-            .map_err(|e| Error::Task(format!("writing the state failed: {e}")))?
+        blocking("writing the state", move || store.save(&name, &skill_state)).await?
     }
 }

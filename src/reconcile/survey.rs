@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{blocking, Result};
 use crate::ownership::{Marker, MARKER_FILE};
 use crate::state::{Installed, TargetRecord};
 use crate::tree::{self, TreeRecord};
@@ -16,7 +16,7 @@ use crate::tree::{self, TreeRecord};
 pub(super) async fn recognise(path: &Path, name: &str) -> Option<(TargetRecord, bool)> {
     let path = path.to_path_buf();
     let name = name.to_string();
-    tokio::task::spawn_blocking(move || {
+    blocking("recognising a folder", move || {
         let marker = Marker::read(&path, &name)?;
         let tree = tree::record(&path, &[MARKER_FILE]).ok()?;
         let edited = tree.hash != marker.tree_hash;
@@ -45,11 +45,10 @@ pub(super) async fn recognise(path: &Path, name: &str) -> Option<(TargetRecord, 
 pub(super) async fn check_tree(path: &Path, record: &mut TreeRecord) -> Result<tree::Drift> {
     let path = path.to_path_buf();
     let mut rec = record.clone();
-    let (drift, rec) = tokio::task::spawn_blocking(move || {
+    let (drift, rec) = blocking("drift check", move || {
         tree::check(&path, &mut rec, &[MARKER_FILE]).map(|d| (d, rec))
     })
-    .await
-    .map_err(|e| Error::Task(format!("drift check failed: {e}")))??;
+    .await??;
     *record = rec;
     Ok(drift)
 }

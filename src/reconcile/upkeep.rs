@@ -4,7 +4,7 @@
 //! Must NOT install or change a state record: recovery only finishes or
 //! undoes interrupted work, garbage collection only deletes cache entries.
 
-use crate::error::{Error, Result};
+use crate::error::{blocking, Result};
 use crate::install;
 
 use super::Engine;
@@ -47,7 +47,7 @@ impl Engine {
             return Ok(0);
         }
         let store = self.state.clone();
-        let keep = tokio::task::spawn_blocking(move || {
+        let keep = blocking("reading the state", move || {
             let mut keep = std::collections::HashSet::new();
             store
                 .visit(|_, s| {
@@ -64,8 +64,7 @@ impl Engine {
                 })
                 .map(|()| keep)
         })
-        .await
-        .map_err(|e| Error::Task(format!("reading the state failed: {e}")))??;
+        .await??;
         self.cache.collect_garbage(&keep)
     }
 }
