@@ -1,18 +1,26 @@
 //! Hold, rollback and resume: freezing a skill at a version and lifting
-//! it; and the backups kept of replaced folders.
+//! it, and the pass of a held skill; and the backups kept of folders about
+//! to be replaced (a drifted folder restored, a stranger's adopted).
 //!
-//! Must NOT touch a target's skill folder: these only edit the state
-//! record (and copy folders out); the next pass does the installing.
+//! Must NOT install anything itself: these edit the state record and copy
+//! folders out; the pass does the installing.
 
 use std::path::{Path, PathBuf};
 
+use crate::config::Skill;
+use crate::control::protocol::EventKind;
 use crate::error::{blocking, Refusal, Result};
 use crate::install;
 use crate::ownership::MARKER_FILE;
-use crate::state::{Hold, HoldReason};
+use crate::source::Source;
+use crate::state::{Hold, HoldReason, Installed, SkillRecord};
 use crate::tree;
 
-use super::report::now_rfc3339;
+use super::plan::{Ask, Rescue};
+use super::record::PassRecord;
+use super::report::{now_rfc3339, SkillReport};
+use super::resolve::Desired;
+use super::trust::trust_line;
 use super::{exists, Engine};
 
 impl Engine {
@@ -33,6 +41,62 @@ impl Engine {
         Ok(dest)
     }
 
+    /// Backs a folder up before it is installed over (`rescue`), records
+    /// the backup (and an adopted folder as ours), and says so.
+    pub(super) async fn rescue(
+        &self,
+        rescue: &Rescue,
+        (ask, tname): (&Ask<'_>, &str),
+        known: &Installed,
+        pass: &mut PassRecord,
+        report: &mut SkillReport,
+    ) -> Result<()> {
+        let (skill, target) = (ask.skill, ask.target);
+        let backup = self.backup(skill, target, ask.path).await?;
+        match rescue {
+            Rescue::Restore(what) => {
+                pass.backed_up(target, &backup, "restored");
+                report.changes.push(format!(
+                    "{skill} in {target} was {what}; backed up to {} and restored",
+                    backup.display()
+                ));
+            }
+            Rescue::Adopt => {
+                pass.backed_up(target, &backup, "adopted");
+                pass.adopted(tname, ask.path);
+                report.record(
+                    EventKind::Adopt,
+                    Some(target),
+                    known,
+                    format!(
+                        "adopted {skill} in {target}: what was there is backed up to {}",
+                        backup.display()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A pass of a held skill: no resolution, no network; the held version
+    /// is kept (and put back from the cache where a target lost it).
+    pub(super) async fn sync_held(
+        &self,
+        source: &impl Source,
+        skill: &Skill,
+        prev: Option<SkillRecord>,
+        hold: Hold,
+        report: &mut SkillReport,
+    ) {
+        report.held = Some(hold.describe());
+        report.show(&hold.installed);
+        report.verification = Some(trust_line(prev.as_ref(), &hold.installed.manifest_digest));
+        let desired = Desired::held(hold.installed);
+        if let Err(e) = self.apply(source, skill, prev, desired, None, report).await {
+            report.fail(e);
+        }
+    }
+
     /// Freezes a skill at the version installed now: later passes keep it
     /// and resolve nothing until [`Engine::resume`].
     pub async fn hold(&self, name: &str) -> Result<String> {
@@ -48,8 +112,19 @@ impl Engine {
             .values()
             .find_map(|t| t.installed.clone())
             .ok_or_else(not_installed)?;
+        self.hold_at(name, skill, HoldReason::Hold, installed).await
+    }
+
+    /// Records `skill` (named `name`) held at `installed`; the hold's line.
+    async fn hold_at(
+        &self,
+        name: &str,
+        skill: &mut SkillRecord,
+        reason: HoldReason,
+        installed: Installed,
+    ) -> Result<String> {
         let hold = Hold {
-            reason: HoldReason::Hold,
+            reason,
             installed,
             since: now_rfc3339(),
         };
@@ -91,15 +166,8 @@ impl Engine {
             }
             .into());
         }
-        let hold = Hold {
-            reason: HoldReason::Rollback,
-            installed: previous,
-            since: now_rfc3339(),
-        };
-        let line = hold.describe();
-        skill.hold = Some(hold);
-        self.commit_state(name, skill).await?;
-        Ok(line)
+        self.hold_at(name, skill, HoldReason::Rollback, previous)
+            .await
     }
 
     /// Lifts a hold or rollback: the next pass follows the config again.

@@ -45,7 +45,6 @@ pub use report::{describe_backups, SkillReport, TargetReport};
 pub use trust::trust_problems;
 
 use report::prev_backups;
-use resolve::Desired;
 use trust::{load_containers_policy, trust_line};
 
 /// Everything a pass needs, shared by all skills.
@@ -190,76 +189,33 @@ impl Engine {
     /// ends up in the report, and what was installed stays.
     pub async fn sync(&self, skill: &Skill) -> SkillReport {
         let source = self.sources.for_image(&skill.image);
-        let mut report = SkillReport {
-            name: skill.name.clone(),
-            image: skill.image.to_string(),
-            version: None,
-            digest: None,
-            status: None,
-            state: SkillState::InSync,
-            error: None,
-            targets: Vec::new(),
-            changes: Vec::new(),
-            downloaded: 0,
-            held: None,
-            events: Vec::new(),
-            archived: false,
-            backups: prev_backups(None),
-            served_by: None,
-            verification: None,
-        };
+        let mut report = SkillReport::new(skill);
         let prev = match self.load_state(&skill.name).await {
             Ok(prev) => prev,
             Err(e) => {
-                report.state = SkillState::Error;
-                report.error = Some(e.to_string());
+                report.fail(e);
                 return report;
             }
         };
         report.backups = prev_backups(prev.as_ref());
         if let Some(hold) = prev.as_ref().and_then(|p| p.hold.clone()) {
-            // Frozen: no resolution, no network; the held version is kept
-            // (and put back from the cache where a target lost it).
-            report.held = Some(hold.describe());
-            report.version = hold.installed.version.clone();
-            report.digest = Some(hold.installed.manifest_digest.clone());
-            report.status = Some(hold.installed.status);
-            report.verification = Some(trust_line(prev.as_ref(), &hold.installed.manifest_digest));
-            let desired = Desired {
-                tag: None,
-                ref_digest: hold.installed.manifest_digest.clone(),
-                manifest: None,
-                known: hold.installed,
-                kept_deprecated: false,
-                archived: false,
-            };
-            if let Err(e) = self
-                .apply(&source, skill, prev, desired, None, &mut report)
-                .await
-            {
-                report.state = SkillState::Error;
-                report.error = Some(e.to_string());
-            }
+            self.sync_held(&source, skill, prev, hold, &mut report)
+                .await;
             return report;
         }
         if let Some(c) = prev.as_ref().and_then(|p| p.current.as_ref()) {
-            report.version = c.version.clone();
-            report.digest = Some(c.manifest_digest.clone());
-            report.status = Some(c.status);
+            report.show(c);
             report.verification = Some(trust_line(prev.as_ref(), &c.manifest_digest));
         }
         let desired = match self.resolve(&source, skill, prev.as_ref()).await {
             Ok(d) => d,
             Err(e) => {
-                report.state = SkillState::Error;
-                report.error = Some(e.to_string());
+                report.fail(e);
                 report.targets = self.target_reports(skill, prev.as_ref(), None);
                 return report;
             }
         };
-        report.version = desired.known.version.clone();
-        report.digest = Some(desired.known.manifest_digest.clone());
-        report.status = Some(desired.known.status);
+        report.show(&desired.known);
         report.archived = desired.archived;
         report.served_by = source.served_by(&skill.image);
         if desired.archived && skill.on_archived == OnArchived::Remove {
@@ -267,8 +223,7 @@ impl Engine {
                 .remove_archived(skill, prev, &desired.known, &mut report)
                 .await
             {
-                report.state = SkillState::Error;
-                report.error = Some(e.to_string());
+                report.fail(e);
             }
             return report;
         }
@@ -287,16 +242,7 @@ impl Engine {
                     v
                 }
                 Err(e) => {
-                    tracing::warn!(skill = %skill.name, "{e}");
-                    let current = prev.as_ref().and_then(|p| p.current.as_ref());
-                    report.version = current.and_then(|c| c.version.clone());
-                    report.digest = current.map(|c| c.manifest_digest.clone());
-                    report.status = current.map(|c| c.status);
-                    report.verification =
-                        current.map(|c| trust_line(prev.as_ref(), &c.manifest_digest));
-                    report.state = SkillState::Error;
-                    report.error = Some(e.to_string());
-                    report.targets = self.target_reports(skill, prev.as_ref(), None);
+                    self.untrusted(skill, prev.as_ref(), e, &mut report);
                     return report;
                 }
             }
@@ -305,12 +251,13 @@ impl Engine {
             .apply(&source, skill, prev, desired, verified, &mut report)
             .await
         {
-            report.state = SkillState::Error;
-            report.error = Some(e.to_string());
+            report.fail(e);
         }
         report
     }
 
+    /// Each target's state as the record and the disk show it, for a pass
+    /// that stopped before planning.
     fn target_reports(
         &self,
         skill: &Skill,
@@ -343,3 +290,6 @@ impl Engine {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

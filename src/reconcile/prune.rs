@@ -14,7 +14,7 @@ use crate::ownership::{Marker, MARKER_FILE};
 use crate::state::{Installed, SkillRecord, TargetRecord};
 use crate::tree;
 
-use super::report::{now_rfc3339, SkillReport};
+use super::report::{label, now_rfc3339, SkillReport};
 use super::{exists, Engine};
 
 /// Whether a managed folder may be removed: `None` when it is ours and
@@ -161,11 +161,7 @@ impl Engine {
         let Some(mut skill_state) = prev else {
             return Ok(());
         };
-        let label = format!(
-            "{} {}",
-            skill.name,
-            known.version.as_deref().unwrap_or("(no version)")
-        );
+        let label = label(&skill.name, known);
         let names: Vec<String> = skill_state.targets.keys().cloned().collect();
         for tname in names {
             let Some(t) = skill_state.targets.get(&tname).cloned() else {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex as StdMutex;
 
-use crate::channel::{self, Lookup, SelectError, VersionTag};
+use crate::channel::{self, Channel, Lookup, SelectError, VersionTag};
 use crate::config::{Selector, Skill};
 use crate::error::{Error, Result};
 use crate::manifest::{self, Parsed, SkillManifest};
@@ -39,7 +39,100 @@ pub(super) struct Desired {
     pub(super) archived: bool,
 }
 
+impl Desired {
+    /// A version already known from the record: nothing to fetch.
+    fn known(ref_digest: Digest, tag: Option<String>, known: Installed) -> Desired {
+        Desired {
+            tag,
+            ref_digest,
+            manifest: None,
+            known,
+            kept_deprecated: false,
+            archived: false,
+        }
+    }
+
+    /// The held version (a hold or rollback): nothing resolved.
+    pub(super) fn held(installed: Installed) -> Desired {
+        Desired::known(installed.manifest_digest.clone(), None, installed)
+    }
+
+    /// The installed version `k`, kept although its tag is gone.
+    fn archived(prev: Option<&SkillRecord>, k: Installed) -> Desired {
+        Desired {
+            archived: true,
+            ..Desired::known(
+                prev.and_then(|p| p.ref_digest.clone())
+                    .unwrap_or_else(|| k.manifest_digest.clone()),
+                None,
+                k,
+            )
+        }
+    }
+}
+
+/// What the record knows `ref_digest` points at, when it is the one it
+/// recorded.
+fn known_as(prev: Option<&SkillRecord>, ref_digest: &Digest) -> Option<Installed> {
+    prev.filter(|p| p.ref_digest.as_ref() == Some(ref_digest))
+        .and_then(|p| p.current.clone())
+}
+
+/// What is installed now (in some target): kept if its tag is gone.
+fn installed_now(prev: Option<&SkillRecord>) -> Option<Installed> {
+    let p = prev?;
+    let current = p.current.as_ref()?;
+    p.targets
+        .values()
+        .any(|t| {
+            t.installed
+                .as_ref()
+                .is_some_and(|i| i.layer_digest == current.layer_digest)
+        })
+        .then(|| current.clone())
+}
+
+/// What the record (`installed`) shows of a manifest.
+pub(super) fn installed_from(m: &SkillManifest) -> Result<Installed> {
+    let status = m.status.clone().map_err(|e| Error::Format {
+        reference: m.digest.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Installed {
+        manifest_digest: m.digest.clone(),
+        layer_digest: m.layer.digest.clone(),
+        version: m.version.clone(),
+        status,
+        installed_at: now_rfc3339(),
+    })
+}
+
 impl Engine {
+    /// The manifest's bytes, from the cache or the source (verified).
+    pub(super) async fn manifest_bytes(
+        &self,
+        source: &impl Source,
+        image: &ImageRef,
+        digest: &Digest,
+    ) -> Result<Vec<u8>> {
+        if let Some(b) = self.cache.read_manifest(digest) {
+            return Ok(b);
+        }
+        let bytes = source.fetch_manifest(image, digest).await?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest of {image}"),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        if !self.dry_run {
+            self.cache.store_manifest(digest, &bytes)?;
+        }
+        Ok(bytes)
+    }
+
     /// Fetches a manifest by digest, verifies it, follows an index to its
     /// linux manifest, and checks the skillimage rules.
     pub(super) async fn load_manifest(
@@ -50,24 +143,7 @@ impl Engine {
     ) -> Result<SkillManifest> {
         let mut digest = digest.clone();
         for _ in 0..2 {
-            let bytes = match self.cache.read_manifest(&digest) {
-                Some(b) => b,
-                None => {
-                    let bytes = source.fetch_manifest(image, &digest).await?;
-                    let actual = Digest::of(&bytes);
-                    if actual != digest {
-                        return Err(Error::DigestMismatch {
-                            what: format!("manifest of {image}"),
-                            expected: digest.to_string(),
-                            actual: actual.to_string(),
-                        });
-                    }
-                    if !self.dry_run {
-                        self.cache.store_manifest(&digest, &bytes)?;
-                    }
-                    bytes
-                }
-            };
+            let bytes = self.manifest_bytes(source, image, &digest).await?;
             let format_err = |e: manifest::FormatError| Error::Format {
                 reference: format!("{image}@{digest}"),
                 reason: e.to_string(),
@@ -88,20 +164,6 @@ impl Engine {
         })
     }
 
-    pub(super) fn installed_from(m: &SkillManifest) -> Result<Installed> {
-        let status = m.status.clone().map_err(|e| Error::Format {
-            reference: m.digest.to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(Installed {
-            manifest_digest: m.digest.clone(),
-            layer_digest: m.layer.digest.clone(),
-            version: m.version.clone(),
-            status,
-            installed_at: now_rfc3339(),
-        })
-    }
-
     /// Step 1: what should be installed.
     pub(super) async fn resolve(
         &self,
@@ -110,149 +172,148 @@ impl Engine {
         prev: Option<&SkillRecord>,
     ) -> Result<Desired> {
         let image = &skill.image;
-        let known = |d: &Digest| -> Option<Installed> {
-            prev.filter(|p| p.ref_digest.as_ref() == Some(d))
-                .and_then(|p| p.current.clone())
-        };
-        let from_digest = |ref_digest: Digest, tag: Option<String>| async move {
-            if let Some(k) = known(&ref_digest) {
-                return Ok(Desired {
-                    tag,
-                    ref_digest,
-                    manifest: None,
-                    known: k,
-                    kept_deprecated: false,
-                    archived: false,
-                });
-            }
-            let m = self.load_manifest(source, image, &ref_digest).await?;
-            Ok::<_, Error>(Desired {
-                tag,
-                known: Self::installed_from(&m)?,
-                ref_digest,
-                manifest: Some(m),
-                kept_deprecated: false,
-                archived: false,
-            })
-        };
-        // What is installed now (in some target), kept if its tag is gone.
-        let installed = prev.and_then(|p| {
-            let current = p.current.as_ref()?;
-            p.targets
-                .values()
-                .any(|t| {
-                    t.installed
-                        .as_ref()
-                        .is_some_and(|i| i.layer_digest == current.layer_digest)
-                })
-                .then(|| current.clone())
-        });
-        let keep_archived = |k: Installed| Desired {
-            tag: None,
-            ref_digest: prev
-                .and_then(|p| p.ref_digest.clone())
-                .unwrap_or_else(|| k.manifest_digest.clone()),
-            manifest: None,
-            known: k,
-            kept_deprecated: false,
-            archived: true,
-        };
         match &skill.selector {
-            Selector::Digest(d) => from_digest(d.clone(), None).await,
-            Selector::Tag(t) => match (source.resolve_tag(image, t).await, installed.clone()) {
-                (Ok(d), _) => from_digest(d, Some(t.clone())).await,
+            Selector::Digest(d) => {
+                self.resolve_digest(source, image, prev, d.clone(), None)
+                    .await
+            }
+            Selector::Tag(t) => match (source.resolve_tag(image, t).await, installed_now(prev)) {
+                (Ok(d), _) => {
+                    self.resolve_digest(source, image, prev, d, Some(t.clone()))
+                        .await
+                }
                 // The tag was deleted (archived): what is installed stays.
-                (Err(SourceError::NotFound { .. }), Some(k)) => Ok(keep_archived(k)),
+                (Err(SourceError::NotFound { .. }), Some(k)) => Ok(Desired::archived(prev, k)),
                 (Err(e), _) => Err(e.into()),
             },
             Selector::Channel { channel, version } => {
-                let tags = source.list_tags(image).await?;
-                let installed_version = prev
-                    .and_then(|p| p.current.as_ref())
-                    .and_then(|c| c.version.as_deref())
-                    .and_then(|v| semver::Version::parse(v).ok());
-                // The installed version's tags all gone: archived.
-                let archived = installed.is_some()
-                    && installed_version.as_ref().is_some_and(|v| {
-                        !tags
-                            .iter()
-                            .filter_map(|t| channel::parse_tag(t))
-                            .any(|t| &t.version == v)
+                self.resolve_channel(source, image, prev, (*channel, version.as_ref()))
+                    .await
+            }
+        }
+    }
+
+    /// What `ref_digest` (reached through `tag`) points at: known from the
+    /// record, or its manifest fetched.
+    async fn resolve_digest(
+        &self,
+        source: &impl Source,
+        image: &ImageRef,
+        prev: Option<&SkillRecord>,
+        ref_digest: Digest,
+        tag: Option<String>,
+    ) -> Result<Desired> {
+        let (manifest, known) = self
+            .known_or_fetched(source, image, prev, &ref_digest, None)
+            .await?;
+        Ok(Desired {
+            tag,
+            ref_digest,
+            manifest,
+            known,
+            kept_deprecated: false,
+            archived: false,
+        })
+    }
+
+    /// A channel: the best version of the tags listed that qualifies (with
+    /// the installed version kept when its tags are gone and nothing newer
+    /// qualifies).
+    async fn resolve_channel(
+        &self,
+        source: &impl Source,
+        image: &ImageRef,
+        prev: Option<&SkillRecord>,
+        (channel, version): (Channel, Option<&semver::VersionReq>),
+    ) -> Result<Desired> {
+        let installed = installed_now(prev);
+        let tags = source.list_tags(image).await?;
+        let installed_version = prev
+            .and_then(|p| p.current.as_ref())
+            .and_then(|c| c.version.as_deref())
+            .and_then(|v| semver::Version::parse(v).ok());
+        // The installed version's tags all gone: archived.
+        let archived = installed.is_some()
+            && installed_version.as_ref().is_some_and(|v| {
+                !tags
+                    .iter()
+                    .filter_map(|t| channel::parse_tag(t))
+                    .any(|t| &t.version == v)
+            });
+        let fetched: StdMutex<HashMap<Digest, SkillManifest>> = StdMutex::new(HashMap::new());
+        let fetched_ref = &fetched;
+        let lookup = |c: &VersionTag| {
+            let tag = c.tag.clone();
+            async move {
+                let digest = source.resolve_tag(image, &tag).await?;
+                if let Some(k) = known_as(prev, &digest) {
+                    return Ok::<_, Error>(Lookup {
+                        digest,
+                        status: Ok(k.status),
                     });
-                let fetched: StdMutex<HashMap<Digest, SkillManifest>> =
-                    StdMutex::new(HashMap::new());
-                let fetched_ref = &fetched;
-                let lookup = |c: &VersionTag| {
-                    let tag = c.tag.clone();
-                    async move {
-                        let digest = source.resolve_tag(image, &tag).await?;
-                        if let Some(k) = known(&digest) {
-                            return Ok::<_, Error>(Lookup {
-                                digest,
-                                status: Ok(k.status),
-                            });
-                        }
-                        let m = self.load_manifest(source, image, &digest).await?;
-                        let status = m.status.clone();
-                        if let Ok(mut map) = fetched_ref.lock() {
-                            map.insert(digest.clone(), m);
-                        }
-                        Ok(Lookup { digest, status })
-                    }
-                };
-                let sel = channel::select(
-                    &tags,
-                    *channel,
-                    version.as_ref(),
-                    installed_version.as_ref(),
-                    lookup,
-                )
-                .await;
-                let sel = match (sel, archived.then(|| installed.clone()).flatten()) {
-                    // Archived and nothing newer: the installed one stays.
-                    (
-                        Err(SelectError::NoCandidates { .. } | SelectError::NoneQualifies { .. }),
-                        Some(k),
-                    ) => {
-                        return Ok(keep_archived(k));
-                    }
-                    (Ok(sel), Some(k))
-                        if installed_version
-                            .as_ref()
-                            .is_some_and(|v| &sel.tag.version < v) =>
-                    {
-                        return Ok(keep_archived(k));
-                    }
-                    (sel, _) => sel.map_err(|e| match e {
-                        SelectError::Lookup(e) => e,
-                        other => Error::NoVersion(format!("{image}: {other}")),
-                    })?,
-                };
-                let manifest = fetched.lock().ok().and_then(|mut m| m.remove(&sel.digest));
-                let known = match (&manifest, known(&sel.digest)) {
-                    (Some(m), _) => Self::installed_from(m)?,
-                    (None, Some(k)) => k,
-                    (None, None) => {
-                        let m = self.load_manifest(source, image, &sel.digest).await?;
-                        let k = Self::installed_from(&m)?;
-                        return Ok(Desired {
-                            tag: Some(sel.tag.tag),
-                            ref_digest: sel.digest,
-                            manifest: Some(m),
-                            known: k,
-                            kept_deprecated: sel.kept_deprecated,
-                            archived: false,
-                        });
-                    }
-                };
-                Ok(Desired {
-                    tag: Some(sel.tag.tag),
-                    ref_digest: sel.digest,
-                    manifest,
-                    known,
-                    kept_deprecated: sel.kept_deprecated,
-                    archived: false,
-                })
+                }
+                let m = self.load_manifest(source, image, &digest).await?;
+                let status = m.status.clone();
+                if let Ok(mut map) = fetched_ref.lock() {
+                    map.insert(digest.clone(), m);
+                }
+                Ok(Lookup { digest, status })
+            }
+        };
+        let sel =
+            channel::select(&tags, channel, version, installed_version.as_ref(), lookup).await;
+        let sel = match (sel, archived.then_some(installed).flatten()) {
+            // Archived and nothing newer: the installed one stays.
+            (
+                Err(SelectError::NoCandidates { .. } | SelectError::NoneQualifies { .. }),
+                Some(k),
+            ) => return Ok(Desired::archived(prev, k)),
+            (Ok(sel), Some(k))
+                if installed_version
+                    .as_ref()
+                    .is_some_and(|v| &sel.tag.version < v) =>
+            {
+                return Ok(Desired::archived(prev, k));
+            }
+            (sel, _) => sel.map_err(|e| match e {
+                SelectError::Lookup(e) => e,
+                other => Error::NoVersion(format!("{image}: {other}")),
+            })?,
+        };
+        let manifest = fetched.lock().ok().and_then(|mut m| m.remove(&sel.digest));
+        let (manifest, known) = self
+            .known_or_fetched(source, image, prev, &sel.digest, manifest)
+            .await?;
+        Ok(Desired {
+            tag: Some(sel.tag.tag),
+            ref_digest: sel.digest,
+            manifest,
+            known,
+            kept_deprecated: sel.kept_deprecated,
+            archived: false,
+        })
+    }
+
+    /// What `digest` points at: from `fetched` (its manifest, fetched
+    /// already), else known from the record, else its manifest fetched now.
+    async fn known_or_fetched(
+        &self,
+        source: &impl Source,
+        image: &ImageRef,
+        prev: Option<&SkillRecord>,
+        digest: &Digest,
+        fetched: Option<SkillManifest>,
+    ) -> Result<(Option<SkillManifest>, Installed)> {
+        match (fetched, known_as(prev, digest)) {
+            (Some(m), _) => {
+                let k = installed_from(&m)?;
+                Ok((Some(m), k))
+            }
+            (None, Some(k)) => Ok((None, k)),
+            (None, None) => {
+                let m = self.load_manifest(source, image, digest).await?;
+                let k = installed_from(&m)?;
+                Ok((Some(m), k))
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::source::Source;
 use crate::state::{SkillRecord, Verification};
 use crate::verify::{self, ContainersPolicy, VerifyError};
 
+use super::report::SkillReport;
 use super::resolve::Desired;
 use super::Engine;
 
@@ -105,30 +106,57 @@ fn pins_lower(selector: &Selector, offered: &semver::Version, highest: &semver::
     }
 }
 
+/// Refuses a downgrade below the highest version installed under a key
+/// policy, unless the config itself asks for the lower version.
+fn check_downgrade(skill: &Skill, prev: Option<&SkillRecord>, offered: Option<&str>) -> Result<()> {
+    let version = |v: Option<&str>| v.and_then(|v| semver::Version::parse(v).ok());
+    if let (Some(highest), Some(offered)) = (
+        version(prev.and_then(|p| p.highest_version.as_deref())),
+        version(offered),
+    ) {
+        if offered < highest && !pins_lower(&skill.selector, &offered, &highest) {
+            return Err(VerifyError::Rollback {
+                skill: skill.name.clone(),
+                offered: offered.to_string(),
+                highest: highest.to_string(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// An image manifest's bytes parsed, for verification (an index there is
+/// a format error).
+fn image_manifest(
+    image: &ImageRef,
+    digest: &Digest,
+    bytes: &[u8],
+) -> Result<manifest::ImageManifest> {
+    let format_err = |reason: String| Error::Format {
+        reference: format!("{image}@{digest}"),
+        reason,
+    };
+    match manifest::parse(bytes) {
+        Ok(Parsed::Image(m)) => Ok(m),
+        Ok(Parsed::Index(_)) => Err(format_err(manifest::FormatError::NestedIndex.to_string())),
+        Err(e) => Err(format_err(e.to_string())),
+    }
+}
+
 impl Engine {
-    /// The manifest's bytes, from the cache or the source (verified).
-    async fn manifest_bytes(
-        &self,
-        source: &impl Source,
-        image: &ImageRef,
-        digest: &Digest,
-    ) -> Result<Vec<u8>> {
-        if let Some(b) = self.cache.read_manifest(digest) {
-            return Ok(b);
+    /// The containers policy that applies to `skill`: none for a layout,
+    /// an error when the policy could not be read.
+    fn containers_for(&self, skill: &Skill) -> Result<Option<&ContainersPolicy>> {
+        match (&self.containers, self.config.from_layout(&skill.image)) {
+            (_, true) => Ok(None),
+            (Ok(p), false) => Ok(p.as_ref()),
+            (Err((path, reason)), false) => Err(VerifyError::Policy {
+                path: path.clone(),
+                reason: reason.clone(),
+            }
+            .into()),
         }
-        let bytes = source.fetch_manifest(image, digest).await?;
-        let actual = Digest::of(&bytes);
-        if actual != *digest {
-            return Err(Error::DigestMismatch {
-                what: format!("manifest of {image}"),
-                expected: digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
-        if !self.dry_run {
-            self.cache.store_manifest(digest, &bytes)?;
-        }
-        Ok(bytes)
     }
 
     /// Applies the trust policy to what resolution chose: `None` when no
@@ -144,17 +172,7 @@ impl Engine {
         desired: &Desired,
     ) -> Result<Option<Verification>> {
         let known = &desired.known;
-        let containers = match (&self.containers, self.config.from_layout(&skill.image)) {
-            (_, true) => None,
-            (Ok(p), false) => p.as_ref(),
-            (Err((path, reason)), false) => {
-                return Err(VerifyError::Policy {
-                    path: path.clone(),
-                    reason: reason.clone(),
-                }
-                .into())
-            }
-        };
+        let containers = self.containers_for(skill)?;
         let digests = [desired.ref_digest.clone(), known.manifest_digest.clone()];
         let reqs = verify::policy::requirements(
             skill.verify.as_ref(),
@@ -166,20 +184,7 @@ impl Engine {
         if !reqs.needs_signature() {
             return Ok(None);
         }
-        let version = |v: Option<&str>| v.and_then(|v| semver::Version::parse(v).ok());
-        if let (Some(highest), Some(offered)) = (
-            version(prev.and_then(|p| p.highest_version.as_deref())),
-            version(known.version.as_deref()),
-        ) {
-            if offered < highest && !pins_lower(&skill.selector, &offered, &highest) {
-                return Err(VerifyError::Rollback {
-                    skill: skill.name.clone(),
-                    offered: offered.to_string(),
-                    highest: highest.to_string(),
-                }
-                .into());
-            }
-        }
+        check_downgrade(skill, prev, known.version.as_deref())?;
         let policy = reqs.fingerprint();
         if let Some(v) = prev.and_then(|p| p.verified.as_ref()) {
             if v.manifest_digest == known.manifest_digest && v.policy == policy {
@@ -189,21 +194,7 @@ impl Engine {
         let bytes = self
             .manifest_bytes(source, &skill.image, &known.manifest_digest)
             .await?;
-        let manifest = match manifest::parse(&bytes) {
-            Ok(Parsed::Image(m)) => m,
-            Ok(Parsed::Index(_)) => {
-                return Err(Error::Format {
-                    reference: format!("{}@{}", skill.image, known.manifest_digest),
-                    reason: manifest::FormatError::NestedIndex.to_string(),
-                })
-            }
-            Err(e) => {
-                return Err(Error::Format {
-                    reference: format!("{}@{}", skill.image, known.manifest_digest),
-                    reason: e.to_string(),
-                })
-            }
-        };
+        let manifest = image_manifest(&skill.image, &known.manifest_digest, &bytes)?;
         let subject = verify::Subject {
             image: &skill.image,
             ref_digest: &desired.ref_digest,
@@ -217,6 +208,25 @@ impl Engine {
             policy,
             by: verified.describe(),
         }))
+    }
+
+    /// Trust refused what resolution chose (`e`): the report shows what is
+    /// installed, which stays, and why nothing changes.
+    pub(super) fn untrusted(
+        &self,
+        skill: &Skill,
+        prev: Option<&SkillRecord>,
+        e: Error,
+        report: &mut SkillReport,
+    ) {
+        tracing::warn!(skill = %skill.name, "{e}");
+        let current = prev.and_then(|p| p.current.as_ref());
+        report.version = current.and_then(|c| c.version.clone());
+        report.digest = current.map(|c| c.manifest_digest.clone());
+        report.status = current.map(|c| c.status);
+        report.verification = current.map(|c| trust_line(prev, &c.manifest_digest));
+        report.fail(e);
+        report.targets = self.target_reports(skill, prev, None);
     }
 }
 
