@@ -39,6 +39,7 @@
 pub mod collection;
 pub mod layers;
 pub mod remote;
+pub mod sources;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;

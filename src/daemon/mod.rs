@@ -222,7 +222,7 @@ pub async fn refresh_team(
     let built;
     let sources = match sources {
         Some(s) => s,
-        None => match crate::source::Sources::new(config) {
+        None => match crate::source::Sources::new(&config.into()) {
             Ok(s) => {
                 built = s;
                 &built
