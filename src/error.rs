@@ -165,6 +165,12 @@ impl Error {
     }
 }
 
+impl From<crate::fs::FsError> for Error {
+    fn from(e: crate::fs::FsError) -> Self {
+        Error::io(e.action, e.path, e.source)
+    }
+}
+
 /// Extension to attach a path and an action to `std::io::Result`.
 pub trait IoContext<T> {
     /// Converts an I/O error into [`Error::Io`] naming `action` and `path`.
