@@ -80,18 +80,8 @@ impl Cache {
     /// Not fsynced: a manifest lost in a crash is fetched again, and one
     /// damaged is caught by the digest check on read.
     pub fn store_manifest(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
-        use std::io::Write as _;
-        let dir = self.manifest_dir();
-        std::fs::create_dir_all(&dir).ctx("creating directory", &dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .ctx("creating temporary file in", &dir)?;
-        tmp.write_all(bytes)
-            .ctx("writing", tmp.path().to_path_buf())?;
-        let path = dir.join(digest.hex());
-        tmp.persist(&path)
-            .map_err(|e| Error::io("renaming into place", path, e.error))?;
+        let path = self.manifest_dir().join(digest.hex());
+        crate::fs::write_bytes_atomic(&path, bytes, crate::fs::Options::CACHED)?;
         Ok(())
     }
 
@@ -139,45 +129,38 @@ impl Cache {
             });
         }
         let dir = self.blob_dir();
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .ctx("creating directory", &dir)?;
-        let partial = dir.join(format!(
-            "{}{PARTIAL}{}-{}",
-            digest.hex(),
-            std::process::id(),
-            unique()
-        ));
+        let prefix = format!("{}{PARTIAL}{}-", digest.hex(), std::process::id());
+        let partial = crate::error::blocking("creating a partial download", move || {
+            crate::fs::temp_in(&dir, &prefix, Some(0o666))
+        })
+        .await??;
         // A server that trickles bytes is cut off: 5 minutes plus what the
         // blob takes at 128 KiB/s.
         let deadline = std::time::Duration::from_secs(300 + size / (128 * 1024));
-        let result = match tokio::time::timeout(
+        let n = match tokio::time::timeout(
             deadline,
-            self.download(source, image, digest, size, &partial),
+            self.download(source, image, digest, size, partial.path()),
         )
         .await
         {
-            Ok(r) => r,
-            Err(_) => Err(Error::Source(crate::source::SourceError::Network {
-                endpoint: image.registry.clone(),
-                message: format!(
-                    "blob {digest} did not finish downloading within {}s",
-                    deadline.as_secs()
-                ),
-            })),
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::Source(crate::source::SourceError::Network {
+                    endpoint: image.registry.clone(),
+                    message: format!(
+                        "blob {digest} did not finish downloading within {}s",
+                        deadline.as_secs()
+                    ),
+                }))
+            }
         };
-        match result {
-            Ok(n) => {
-                tokio::fs::rename(&partial, &path)
-                    .await
-                    .ctx("renaming", &partial)?;
-                Ok(Fetched::Downloaded(n))
-            }
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&partial).await;
-                Err(e)
-            }
-        }
+        // The contents are fsynced before the name appears: a later fetch
+        // trusts a blob of the right size.
+        crate::error::blocking("moving a blob into the cache", move || {
+            crate::fs::persist(partial, &path, crate::fs::Durability::Contents)
+        })
+        .await??;
+        Ok(Fetched::Downloaded(n))
     }
 
     async fn download(
@@ -189,7 +172,9 @@ impl Cache {
         partial: &Path,
     ) -> Result<u64> {
         let mut stream = source.open_blob(image, digest, size).await?;
-        let mut file = tokio::fs::File::create(partial)
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(partial)
             .await
             .ctx("creating", partial)?;
         let mut hasher = sha2::Sha256::new();
@@ -217,7 +202,7 @@ impl Cache {
                 actual: actual.to_string(),
             });
         }
-        file.sync_all().await.ctx("syncing", partial)?;
+        file.flush().await.ctx("writing", partial)?;
         Ok(read)
     }
 
@@ -263,17 +248,6 @@ impl Cache {
     }
 }
 
-/// A per-process unique number for temporary names.
-pub(crate) fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
-}
-
 /// Removes the `.tmp-*` files an atomic write leaves behind when the process
 /// dies before its rename. Returns how many were removed.
 pub fn remove_temporaries(dir: &Path) -> Result<usize> {
@@ -284,7 +258,12 @@ pub fn remove_temporaries(dir: &Path) -> Result<usize> {
     for entry in entries {
         let entry = entry.ctx("reading", dir)?;
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file && entry.file_name().to_string_lossy().starts_with(".tmp-") {
+        if is_file
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(crate::fs::TEMP_PREFIX)
+        {
             std::fs::remove_file(entry.path()).ctx("removing", entry.path())?;
             removed += 1;
         }

@@ -12,10 +12,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in the library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The configuration could not be read or is invalid.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-
     /// A filesystem operation failed.
     #[error("{action} {path}")]
     Io {
@@ -82,17 +78,6 @@ pub enum Error {
     /// A hold, rollback or resume that the skill's state does not allow.
     #[error(transparent)]
     Refused(#[from] Refusal),
-
-    /// Something in a target is in the way and is not ours.
-    #[error("{path} exists and was not installed by skillsyncd")]
-    Conflict {
-        /// The path that is in the way.
-        path: PathBuf,
-    },
-
-    /// Another daemon holds the state directory, or its lock failed.
-    #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
 
     /// The control socket could not be set up.
     #[error(transparent)]
@@ -177,6 +162,12 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+impl From<crate::fs::FsError> for Error {
+    fn from(e: crate::fs::FsError) -> Self {
+        Error::io(e.action, e.path, e.source)
     }
 }
 

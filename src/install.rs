@@ -26,8 +26,10 @@ use rustix::fs::{renameat_with, RenameFlags, CWD};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::unique;
 use crate::error::{Error, IoContext, Result};
+use crate::fs::unique;
+// re-exported for callers not yet moved
+pub(crate) use crate::fs::sync_dir;
 
 /// Prefix of staging directories (new trees being prepared).
 pub const STAGING_PREFIX: &str = ".skillsync-staging.";
@@ -65,13 +67,6 @@ pub fn sync_filesystem(dir: &Path) -> Result<()> {
     rustix::fs::syncfs(&d)
         .map_err(std::io::Error::from)
         .ctx("syncing the filesystem of", dir)
-}
-
-/// fsyncs a directory, so renames and creations inside it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .ctx("syncing directory", dir)
 }
 
 fn refused(e: Errno) -> bool {
@@ -143,7 +138,7 @@ fn fallback_swap(target_dir: &Path, name: &str, staging: &Path) -> Result<()> {
         path: journal_path.clone(),
         reason: e.to_string(),
     })?;
-    crate::state::write_atomic(&journal_path, &bytes)?;
+    crate::fs::write_atomic(&journal_path, &bytes)?;
     std::fs::rename(&dest, &old).ctx("moving aside", &dest)?;
     std::fs::rename(staging, &dest).ctx("renaming into place", &dest)?;
     if let Err(e) = std::fs::remove_file(&journal_path) {

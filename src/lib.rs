@@ -7,7 +7,7 @@
 //! The flow of one reconcile pass, module by module:
 //!
 //! - [`paths`]: where the config, state, cache and socket live (XDG dirs,
-//!   overridable by environment).
+//!   overridable by environment, then by the config's two directories).
 //! - [`config`]: `skills.toml` parsed and validated into types that cannot be
 //!   invalid; every error names the file, line and column.
 //! - [`config::layers`]: the system file, the user's file and their includes
@@ -17,6 +17,7 @@
 //!   they add.
 //! - [`config::remote`]: remote fragments and collection documents fetched, verified
 //!   and cached (the last good copy stays in force).
+//! - [`config::sources`]: the source settings a configuration gives.
 //! - [`reference`](mod@reference): image references (`host[:port]/repository`) and digests.
 //! - [`channel`]: pure tag → version selection (published / testing / draft,
 //!   semver requirements) and lifecycle status rules.
@@ -29,7 +30,7 @@
 //!   (`source::registry`, speaking the distribution API over
 //!   `source::http`, with per-endpoint backoff in `source::backoff` and
 //!   registries.conf routes from `source::registries_conf`) or an OCI image
-//!   layout directory (`source::layout`).
+//!   layout directory (`source::layout`), built from `source::SourceSettings`.
 //! - [`cache`]: content-addressed blob cache; digests computed while
 //!   streaming, sizes capped.
 //! - [`unpack`]: hostile-archive rules; a layer unpacked into a staging dir.
@@ -41,6 +42,9 @@
 //! - [`ownership`]: the marker that makes a folder recognisably ours, even
 //!   without the state file.
 //! - [`state`]: what is installed where, written atomically.
+//! - [`fs`]: the one place files are written atomically (temporary file,
+//!   rename, the fsyncs each caller needs), directory fsyncs and unique
+//!   temporary names.
 //! - [`tree`]: what an installed tree holds (per-file sha256, a tree hash)
 //!   and drift detection that reads only files whose size, mtime, ctime or
 //!   inode moved.
@@ -70,6 +74,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod fs;
 pub mod install;
 pub mod lock;
 pub mod logging;

@@ -16,12 +16,14 @@
 //!
 //! The `state_dir` and `cache_dir` settings of `skills.toml` sit between the
 //! two: they replace the XDG defaults but not the environment overrides (see
-//! [`Paths::with_config`]).
+//! [`Paths::with_dirs`]).
+//!
+//! This module owns the working out of locations only: it creates nothing
+//! and depends on no other module of the crate (the config file's settings
+//! come in as plain paths).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-
-use crate::config::DaemonSettings;
 
 /// Name of the sub-directory created under each XDG base directory.
 pub const APP_DIR: &str = "skillsync";
@@ -106,28 +108,30 @@ impl Paths {
         Ok(resolve(&base, cwd.as_deref(), |key| std::env::var_os(key)))
     }
 
-    /// Applies `skills.toml`'s `[daemon] state_dir` and `cache_dir`.
+    /// Applies `skills.toml`'s `[daemon] state_dir` and `cache_dir`, given
+    /// as `state_dir` and `cache_dir` (`None` when the file sets none).
     ///
     /// A setting in the config file replaces the XDG default, but an
     /// explicit `SKILLSYNC_STATE_DIR` / `SKILLSYNC_CACHE_DIR` in the
     /// environment still wins, so a one-off run can be redirected without
     /// editing the file.
-    pub fn with_config(self, daemon: &DaemonSettings) -> Paths {
-        self.with_config_from(daemon, |key| std::env::var_os(key))
+    pub fn with_dirs(self, state_dir: Option<&Path>, cache_dir: Option<&Path>) -> Paths {
+        self.with_dirs_from(state_dir, cache_dir, |key| std::env::var_os(key))
     }
 
-    /// [`Paths::with_config`] with the environment supplied by `env`.
-    fn with_config_from(
+    /// [`Paths::with_dirs`] with the environment supplied by `env`.
+    fn with_dirs_from(
         mut self,
-        daemon: &DaemonSettings,
+        state_dir: Option<&Path>,
+        cache_dir: Option<&Path>,
         env: impl Fn(&str) -> Option<OsString>,
     ) -> Paths {
         let set = |key: &str| env(key).is_some_and(|v| !v.is_empty());
-        if let (Some(dir), false) = (&daemon.state_dir, set(ENV_STATE_DIR)) {
-            self.state_dir = dir.clone();
+        if let (Some(dir), false) = (state_dir, set(ENV_STATE_DIR)) {
+            self.state_dir = dir.to_path_buf();
         }
-        if let (Some(dir), false) = (&daemon.cache_dir, set(ENV_CACHE_DIR)) {
-            self.cache_dir = dir.clone();
+        if let (Some(dir), false) = (cache_dir, set(ENV_CACHE_DIR)) {
+            self.cache_dir = dir.to_path_buf();
         }
         self
     }
@@ -184,7 +188,6 @@ pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn base() -> BaseLocations {
         BaseLocations {
@@ -197,22 +200,6 @@ mod tests {
     }
 
     use crate::paths::env_of;
-
-    fn daemon(state: Option<&str>, cache: Option<&str>) -> DaemonSettings {
-        DaemonSettings {
-            poll_interval: Duration::from_secs(300),
-            max_skill_size: 64 << 20,
-            max_entries: 10_000,
-            state_dir: state.map(PathBuf::from),
-            cache_dir: cache.map(PathBuf::from),
-            socket: None,
-            generations: 2,
-            prune: true,
-            jitter: 0.1,
-            request_timeout: Duration::from_secs(60),
-            durability: Default::default(),
-        }
-    }
 
     #[test]
     fn defaults_come_from_the_base_directories() {
@@ -291,7 +278,11 @@ mod tests {
     #[test]
     fn config_settings_replace_defaults() {
         let p = resolve(&base(), None, env_of(&[]));
-        let p = p.with_config_from(&daemon(Some("/cfg/state"), Some("/cfg/cache")), env_of(&[]));
+        let p = p.with_dirs_from(
+            Some(Path::new("/cfg/state")),
+            Some(Path::new("/cfg/cache")),
+            env_of(&[]),
+        );
         assert_eq!(p.state_dir, PathBuf::from("/cfg/state"));
         assert_eq!(p.cache_dir, PathBuf::from("/cfg/cache"));
     }
@@ -299,7 +290,7 @@ mod tests {
     #[test]
     fn config_settings_absent_keep_defaults() {
         let p = resolve(&base(), None, env_of(&[]));
-        let p = p.with_config_from(&daemon(None, None), env_of(&[]));
+        let p = p.with_dirs_from(None, None, env_of(&[]));
         assert_eq!(p.state_dir, PathBuf::from("/xdg/state/skillsync"));
         assert_eq!(p.cache_dir, PathBuf::from("/xdg/cache/skillsync"));
     }
@@ -308,8 +299,9 @@ mod tests {
     fn environment_beats_config_settings() {
         let env = [(ENV_STATE_DIR, "/env/state"), (ENV_CACHE_DIR, "/env/cache")];
         let p = resolve(&base(), None, env_of(&env));
-        let p = p.with_config_from(
-            &daemon(Some("/cfg/state"), Some("/cfg/cache")),
+        let p = p.with_dirs_from(
+            Some(Path::new("/cfg/state")),
+            Some(Path::new("/cfg/cache")),
             env_of(&env),
         );
         assert_eq!(p.state_dir, PathBuf::from("/env/state"));

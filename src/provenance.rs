@@ -72,7 +72,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::{OpenOptions, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -285,7 +285,7 @@ pub fn write_with(
             source,
         }
     })?;
-    write_atomic(skill_dir, &path, text.as_bytes(), sync)?;
+    write_atomic(&path, text.as_bytes(), sync)?;
     Ok(written)
 }
 
@@ -592,39 +592,40 @@ fn minimal_card(
     Ok(card)
 }
 
-/// Replaces `path` with `bytes`: a temporary file in `dir`, mode 0644,
-/// fsynced, renamed over `path`, then `dir` fsynced (the fsyncs only with
-/// `sync`).
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
-    let io_err = |action, path: &Path, source| ProvenanceError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
+/// Replaces `path` with `bytes` through [`crate::fs::write_atomic_with`]:
+/// a temporary file in `path`'s directory, mode 0644, renamed over `path`
+/// (the file and the directory fsynced only with `sync`).
+fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    let options = crate::fs::Options {
+        durability: if sync {
+            crate::fs::Durability::Full
+        } else {
+            crate::fs::Durability::None
+        },
+        prefix: ".skill.yaml.",
+        mode: Some(0o644),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".skill.yaml.")
-        .permissions(Permissions::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(|e| io_err("creating a temporary file in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| io_err("writing", tmp.path(), e))?;
-    // The umask may have narrowed the mode given at creation.
-    tmp.as_file()
-        .set_permissions(Permissions::from_mode(0o644))
-        .map_err(|e| io_err("setting the mode of", tmp.path(), e))?;
-    if sync {
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| io_err("syncing", tmp.path(), e))?;
+    crate::fs::write_atomic_with(path, options, |tmp| {
+        let io_err = |action, source| ProvenanceError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        tmp.write_all(bytes).map_err(|e| io_err("writing", e))?;
+        // The umask may have narrowed the mode given at creation.
+        tmp.set_permissions(Permissions::from_mode(0o644))
+            .map_err(|e| io_err("setting the mode of", e))
+    })
+}
+
+impl From<crate::fs::FsError> for ProvenanceError {
+    fn from(e: crate::fs::FsError) -> Self {
+        ProvenanceError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
     }
-    tmp.persist(path)
-        .map_err(|e| io_err("renaming into place", path, e.error))?;
-    if !sync {
-        return Ok(());
-    }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("syncing directory", dir, e))
 }
 
 /// What a document may expand to; see [`MAX_EXPANDED_NODES`].

@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::Status;
 use crate::error::{Error, IoContext, Result};
+use crate::fs::{sync_dir, Options};
+// re-exported for callers not yet moved
+pub(crate) use crate::fs::write_atomic;
 use crate::reference::Digest;
 use crate::tree::TreeRecord;
 
@@ -261,7 +264,7 @@ impl Store {
             // Only once every record is in its own file: a crash before
             // this repeats the migration, which writes the same files.
             std::fs::remove_file(&legacy).ctx("removing", &legacy)?;
-            crate::install::sync_dir(state_dir)?;
+            sync_dir(state_dir)?;
             tracing::info!(
                 skills = old.skills.len(),
                 "state moved from {} to one file per skill in {}",
@@ -333,7 +336,7 @@ impl Store {
             }
             Store::Files(dir) => {
                 let path = Self::file(dir, name)?;
-                write_atomic_with(&path, |out| {
+                crate::fs::write_atomic_with(&path, Options::DURABLE, |out| {
                     let mut buffered = std::io::BufWriter::new(out);
                     let file = SkillFileOut {
                         version: SKILL_FORMAT_VERSION,
@@ -361,7 +364,7 @@ impl Store {
             Store::Files(dir) => {
                 let path = Self::file(dir, name)?;
                 match std::fs::remove_file(&path) {
-                    Ok(()) => crate::install::sync_dir(dir),
+                    Ok(()) => Ok(sync_dir(dir)?),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(Error::io("removing", &path, e)),
                 }
@@ -431,34 +434,6 @@ impl Store {
             Store::Memory(_) => None,
         }
     }
-}
-
-/// Writes `bytes` to `path` atomically: a temp file in the same directory,
-/// fsynced, renamed over `path`, then the directory fsynced.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, |out| {
-        out.write_all(bytes).ctx("writing", path.to_path_buf())
-    })
-}
-
-/// [`write_atomic`], the contents streamed by `write`; its value is
-/// returned once the file is in place.
-pub fn write_atomic_with<T>(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> Result<T>,
-) -> Result<T> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).ctx("creating directory", dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .ctx("creating temporary file in", dir)?;
-    let value = write(tmp.as_file_mut())?;
-    tmp.as_file().sync_all().ctx("syncing", path)?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("renaming into place", path, e.error))?;
-    crate::install::sync_dir(dir)?;
-    Ok(value)
 }
 
 #[cfg(test)]

@@ -399,6 +399,15 @@ fn not_a_directory() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "not a directory")
 }
 
+/// A file's record, as [`Walk::check_file`] compares it; its stamp is
+/// updated in place.
+struct Recorded<'a> {
+    size: u64,
+    executable: bool,
+    sha256: &'a Digest,
+    stamp: &'a mut Option<Stamp>,
+}
+
 /// What reading one file gave.
 enum Contents {
     /// The file was read to the end.
@@ -565,20 +574,7 @@ impl<'a> Walk<'a> {
             };
             match (entry, kind) {
                 (EntryRecord::Dir, FileType::Directory) => {
-                    seen.entries.insert(child.clone());
-                    match rustix::fs::openat(dir_fd, name, dir_flags(), Mode::empty()) {
-                        Ok(sub) => {
-                            seen.descended.insert(child.clone());
-                            self.check_dir(sub, &child, depth + 1, entries, seen)?;
-                        }
-                        Err(Errno::NOENT) => {
-                            seen.entries.remove(&child);
-                        }
-                        Err(Errno::NOTDIR) | Err(Errno::LOOP) | Err(Errno::MLINK) => {
-                            self.drift.changed.push(child);
-                        }
-                        Err(e) => return Err(Error::io("opening", self.path(&child), e.into())),
-                    }
+                    self.check_subdir(dir_fd, name, child, depth, entries, seen)?;
                 }
                 (
                     EntryRecord::File {
@@ -589,49 +585,96 @@ impl<'a> Walk<'a> {
                     },
                     FileType::RegularFile,
                 ) => {
-                    if to_u64(st.st_size) != *size || is_exec(st.st_mode) != *executable {
-                        seen.entries.insert(child.clone());
-                        self.drift.changed.push(child);
-                        continue;
-                    }
-                    if stamp.is_some() && *stamp == Some(Stamp::of(&st)) {
-                        seen.entries.insert(child);
-                        continue;
-                    }
-                    let (size, executable, sha256) = (*size, *executable, sha256.clone());
-                    match self.read_file(dir_fd, name, &child)? {
-                        Contents::Hashed {
-                            sha256: now_sha,
-                            size: now_size,
-                            executable: now_exec,
-                            stamp: now_stamp,
-                        } => {
-                            seen.entries.insert(child.clone());
-                            if now_sha == sha256 && now_size == size && now_exec == executable {
-                                if let Some(EntryRecord::File { stamp, .. }) =
-                                    entries.get_mut(&child)
-                                {
-                                    if *stamp != now_stamp {
-                                        *stamp = now_stamp;
-                                        self.drift.restamped += 1;
-                                    }
-                                }
-                            } else {
-                                self.drift.changed.push(child);
-                            }
-                        }
-                        Contents::Gone => {}
-                        Contents::NotAFile => {
-                            seen.entries.insert(child.clone());
-                            self.drift.changed.push(child);
-                        }
-                    }
+                    let recorded = Recorded {
+                        size: *size,
+                        executable: *executable,
+                        sha256,
+                        stamp,
+                    };
+                    self.check_file((dir_fd, name), child, &st, recorded, seen)?;
                 }
                 // Replaced by something of another kind; not looked into.
                 (_, _) => {
                     seen.entries.insert(child.clone());
                     self.drift.changed.push(child);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the recorded directory `name` in `dir_fd` (`child` in the
+    /// tree) and what it holds.
+    fn check_subdir(
+        &mut self,
+        dir_fd: BorrowedFd<'_>,
+        name: &str,
+        child: String,
+        depth: usize,
+        entries: &mut BTreeMap<String, EntryRecord>,
+        seen: &mut Seen,
+    ) -> Result<()> {
+        seen.entries.insert(child.clone());
+        match rustix::fs::openat(dir_fd, name, dir_flags(), Mode::empty()) {
+            Ok(sub) => {
+                seen.descended.insert(child.clone());
+                self.check_dir(sub, &child, depth + 1, entries, seen)?;
+            }
+            Err(Errno::NOENT) => {
+                seen.entries.remove(&child);
+            }
+            Err(Errno::NOTDIR) | Err(Errno::LOOP) | Err(Errno::MLINK) => {
+                self.drift.changed.push(child);
+            }
+            Err(e) => return Err(Error::io("opening", self.path(&child), e.into())),
+        }
+        Ok(())
+    }
+
+    /// Checks the recorded regular file `name` in `dir_fd` (`child` in the
+    /// tree, `st` its stat): unchanged by size, mode and stamp, else read
+    /// and hashed; a file whose content matches gets its new stamp.
+    fn check_file(
+        &mut self,
+        (dir_fd, name): (BorrowedFd<'_>, &str),
+        child: String,
+        st: &rustix::fs::Stat,
+        recorded: Recorded<'_>,
+        seen: &mut Seen,
+    ) -> Result<()> {
+        if to_u64(st.st_size) != recorded.size || is_exec(st.st_mode) != recorded.executable {
+            seen.entries.insert(child.clone());
+            self.drift.changed.push(child);
+            return Ok(());
+        }
+        if recorded.stamp.is_some() && *recorded.stamp == Some(Stamp::of(st)) {
+            seen.entries.insert(child);
+            return Ok(());
+        }
+        match self.read_file(dir_fd, name, &child)? {
+            Contents::Hashed {
+                sha256: now_sha,
+                size: now_size,
+                executable: now_exec,
+                stamp: now_stamp,
+            } => {
+                seen.entries.insert(child.clone());
+                if now_sha == *recorded.sha256
+                    && now_size == recorded.size
+                    && now_exec == recorded.executable
+                {
+                    if *recorded.stamp != now_stamp {
+                        *recorded.stamp = now_stamp;
+                        self.drift.restamped += 1;
+                    }
+                } else {
+                    self.drift.changed.push(child);
+                }
+            }
+            Contents::Gone => {}
+            Contents::NotAFile => {
+                seen.entries.insert(child.clone());
+                self.drift.changed.push(child);
             }
         }
         Ok(())

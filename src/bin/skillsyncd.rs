@@ -82,7 +82,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             tracing::warn!("{} {}: {e}", source.kind, source.name);
         }
     }
-    let dirs = paths.clone().with_config(&config.daemon);
+    let dirs = paths.clone().with_dirs(
+        config.daemon.state_dir.as_deref(),
+        config.daemon.cache_dir.as_deref(),
+    );
     let socket = client::socket_path(
         args.socket.as_deref(),
         config.daemon.socket.as_deref(),

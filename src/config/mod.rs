@@ -39,6 +39,7 @@
 pub mod collection;
 pub mod layers;
 pub mod remote;
+pub mod sources;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -396,7 +397,15 @@ impl Config {
         }
         // Remote fragments cannot move the cache, so one more read with
         // the cache in place is final.
-        options.team_cache = Some(paths.clone().with_config(&config.daemon).cache_dir);
+        options.team_cache = Some(
+            paths
+                .clone()
+                .with_dirs(
+                    config.daemon.state_dir.as_deref(),
+                    config.daemon.cache_dir.as_deref(),
+                )
+                .cache_dir,
+        );
         crate::config::layers::load(path, &paths.home, &options)
     }
 

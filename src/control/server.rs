@@ -336,11 +336,15 @@ pub async fn serve_with_limits<C: Controller>(
         .ok()
         .and_then(|a| a.as_pathname().map(Path::to_path_buf));
     let socket_id = socket_path.as_deref().and_then(FileId::of);
-    let our_uid = rustix::process::geteuid().as_raw();
-    let limits = Arc::new(limits);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let admission = Admission {
+        our_uid: rustix::process::geteuid().as_raw(),
+        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        rejecting: Arc::new(Semaphore::new(MAX_REJECTING)),
+        limits: Arc::new(limits),
+        controller,
+        stop: stop_rx,
+    };
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
 
@@ -358,82 +362,107 @@ pub async fn serve_with_limits<C: Controller>(
                     }
                 }
             }
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::warn!("control socket: accept failed: {e}");
-                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                        continue;
-                    }
-                };
-                let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
-                if !peer_allowed(peer_uid, our_uid) {
-                    tracing::warn!(
-                        peer_uid = ?peer_uid,
-                        our_uid,
-                        "refused a control connection from uid {}: only uid {our_uid} may use this socket",
-                        peer_uid.map_or_else(|| "unknown".to_string(), |u| u.to_string()),
-                    );
-                    reject(
-                        &mut tasks,
-                        &rejecting,
-                        stream,
-                        StatusCode::FORBIDDEN,
-                        "this socket answers only the user running skillsyncd",
-                    );
-                    continue;
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => admission.admit(&mut tasks, stream),
+                Err(e) => {
+                    tracing::warn!("control socket: accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 }
-                match Arc::clone(&permits).try_acquire_owned() {
-                    Ok(permit) => {
-                        let controller = Arc::clone(&controller);
-                        let limits = Arc::clone(&limits);
-                        let stop = stop_rx.clone();
-                        tasks.spawn(async move {
-                            serve_connection(stream, controller, limits, stop).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            "control socket: {} connections open; refusing another",
-                            limits.max_connections
-                        );
-                        reject(
-                            &mut tasks,
-                            &rejecting,
-                            stream,
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "too many connections to skillsyncd; try again",
-                        );
-                    }
-                }
-            }
+            },
         }
     }
 
     drop(listener);
     if let Some(path) = &socket_path {
-        if socket_id.is_some() && FileId::of(path) == socket_id {
-            if let Err(e) = std::fs::remove_file(path) {
-                tracing::warn!(path = %path.display(), "cannot remove the control socket: {e}");
+        remove_socket(path, socket_id);
+    }
+    let _ = stop_tx.send(true);
+    drain(tasks, admission.limits.shutdown_grace).await;
+    tracing::debug!("control socket closed");
+}
+
+/// What decides whether an accepted connection is served, and serves it.
+struct Admission<C> {
+    our_uid: u32,
+    permits: Arc<Semaphore>,
+    rejecting: Arc<Semaphore>,
+    limits: Arc<Limits>,
+    controller: Arc<C>,
+    stop: watch::Receiver<bool>,
+}
+
+impl<C: Controller> Admission<C> {
+    /// Serves `stream` on a task of `tasks`, or answers it with 403 (a peer
+    /// of another user) or 503 (too many connections).
+    fn admit(&self, tasks: &mut JoinSet<()>, stream: UnixStream) {
+        let our_uid = self.our_uid;
+        let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
+        if !peer_allowed(peer_uid, our_uid) {
+            tracing::warn!(
+                peer_uid = ?peer_uid,
+                our_uid,
+                "refused a control connection from uid {}: only uid {our_uid} may use this socket",
+                peer_uid.map_or_else(|| "unknown".to_string(), |u| u.to_string()),
+            );
+            reject(
+                tasks,
+                &self.rejecting,
+                stream,
+                StatusCode::FORBIDDEN,
+                "this socket answers only the user running skillsyncd",
+            );
+            return;
+        }
+        match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => {
+                let controller = Arc::clone(&self.controller);
+                let limits = Arc::clone(&self.limits);
+                let stop = self.stop.clone();
+                tasks.spawn(async move {
+                    serve_connection(stream, controller, limits, stop).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "control socket: {} connections open; refusing another",
+                    self.limits.max_connections
+                );
+                reject(
+                    tasks,
+                    &self.rejecting,
+                    stream,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many connections to skillsyncd; try again",
+                );
             }
         }
     }
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(limits.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+}
+
+/// Removes the socket file at `path` if it is still the one listened on
+/// (`id`), not one a newer daemon put there.
+fn remove_socket(path: &Path, id: Option<FileId>) {
+    if id.is_some() && FileId::of(path) == id {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(path = %path.display(), "cannot remove the control socket: {e}");
+        }
+    }
+}
+
+/// Waits up to `grace` for the open connections to finish, then drops
+/// the rest.
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
             "control socket: {} connections still open after {:?}; closing them",
             tasks.len(),
-            limits.shutdown_grace
+            grace
         );
         tasks.shutdown().await;
     }
-    tracing::debug!("control socket closed");
 }
 
 /// Whether a peer may use the socket: only the daemon's own user, and never

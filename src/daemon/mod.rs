@@ -214,12 +214,15 @@ pub async fn refresh_team(
     if config.layers.remote.is_empty() && config.collections.is_empty() {
         return crate::config::remote::Refreshed::default();
     }
-    let dirs = paths.clone().with_config(&config.daemon);
+    let dirs = paths.clone().with_dirs(
+        config.daemon.state_dir.as_deref(),
+        config.daemon.cache_dir.as_deref(),
+    );
     let cache = crate::config::remote::TeamCache::new(&dirs.cache_dir);
     let built;
     let sources = match sources {
         Some(s) => s,
-        None => match crate::source::Sources::new(config) {
+        None => match crate::source::Sources::new(&config.into()) {
             Ok(s) => {
                 built = s;
                 &built
@@ -300,9 +303,12 @@ pub fn config_sources(config: &Config) -> Vec<ConfigSource> {
 
 /// Builds the engine for a config and repairs what a crash left behind.
 /// State and cache go where `[daemon]` says, unless the environment
-/// overrides it (see [`Paths::with_config`]).
+/// overrides it (see [`Paths::with_dirs`]).
 pub fn start_engine(config: Config, paths: &Paths) -> Result<Engine> {
-    let paths = paths.clone().with_config(&config.daemon);
+    let paths = paths.clone().with_dirs(
+        config.daemon.state_dir.as_deref(),
+        config.daemon.cache_dir.as_deref(),
+    );
     let engine = Engine::new(config, &paths.state_dir, &paths.cache_dir)?;
     for note in engine.recover()? {
         tracing::info!("{note}");
@@ -786,7 +792,10 @@ impl Daemon {
         paths: &Paths,
         notifier: Arc<Notifier>,
     ) -> Arc<Daemon> {
-        let dirs = paths.clone().with_config(&engine.config().daemon);
+        let dirs = paths.clone().with_dirs(
+            engine.config().daemon.state_dir.as_deref(),
+            engine.config().daemon.cache_dir.as_deref(),
+        );
         let now = rfc3339(SystemTime::now());
         let files = watched(engine.config(), &config_path);
         let (commands, commands_rx) = mpsc::unbounded_channel();

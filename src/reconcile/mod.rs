@@ -93,7 +93,7 @@ impl Engine {
         edits: Arc<Mutex<()>>,
         cache: Cache,
     ) -> Result<Engine> {
-        let sources = Sources::new(&config)?;
+        let sources = Sources::new(&(&config).into())?;
         let limits = unpack::Limits {
             max_bytes: config.daemon.max_skill_size,
             max_entries: config.daemon.max_entries,

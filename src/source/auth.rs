@@ -642,6 +642,28 @@ impl RunError {
 /// that it and anything it started can be killed together at the deadline.
 fn run_with_timeout(binary: &Path, input: &str, env: &HelperEnv) -> Result<HelperOutput, RunError> {
     let deadline = Instant::now() + env.timeout;
+    let mut child = spawn_helper(binary, env, deadline)?;
+    let group = rustix::process::Pid::from_child(&child);
+    let output = read_output(&mut child);
+    if let Err(e) = write_input(&mut child, input) {
+        kill_helper(group, &mut child);
+        return Err(e);
+    }
+    let status = wait_until(&mut child, group, deadline)?;
+    let (stdout, stderr) = collect_output(&output, group, deadline)?;
+    Ok(HelperOutput {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Starts `binary get` in a process group of its own, with piped stdio.
+fn spawn_helper(
+    binary: &Path,
+    env: &HelperEnv,
+    deadline: Instant,
+) -> Result<std::process::Child, RunError> {
     let mut command = Command::new(binary);
     command
         .arg("get")
@@ -654,9 +676,9 @@ fn run_with_timeout(binary: &Path, input: &str, env: &HelperEnv) -> Result<Helpe
     }
     // A helper written just now may still be open for writing in a child
     // another thread forked meanwhile (ETXTBSY): retry briefly.
-    let mut child = loop {
+    loop {
         match command.spawn() {
-            Ok(child) => break child,
+            Ok(child) => return Ok(child),
             Err(e)
                 if e.kind() == std::io::ErrorKind::ExecutableFileBusy
                     && Instant::now() < deadline =>
@@ -665,34 +687,34 @@ fn run_with_timeout(binary: &Path, input: &str, env: &HelperEnv) -> Result<Helpe
             }
             Err(e) => return Err(RunError::Io(e)),
         }
-    };
-    let group = rustix::process::Pid::from_child(&child);
-    let kill = |child: &mut std::process::Child| {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-        let _ = child.kill();
-        let _ = child.wait();
-    };
+    }
+}
 
-    // Readers on their own threads, so a helper that fills one pipe while
-    // its input is still being written cannot deadlock, and so the deadline
-    // also bounds the reads (a grandchild may hold the pipes open).
-    let (tx, rx) = mpsc::channel::<(bool, std::io::Result<Vec<u8>>)>();
-    for (is_stdout, pipe) in [
-        (
-            true,
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-        (
-            false,
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-    ] {
+/// Kills the helper's process group and reaps the helper.
+fn kill_helper(group: rustix::process::Pid, child: &mut std::process::Child) {
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// What the pipe readers send: whether it is stdout, and what was read.
+type PipeRead = (bool, std::io::Result<Vec<u8>>);
+
+/// Reads the helper's stdout and stderr on threads of their own, so a
+/// helper that fills one pipe while its input is still being written
+/// cannot deadlock, and so the deadline also bounds the reads (a
+/// grandchild may hold the pipes open).
+fn read_output(child: &mut std::process::Child) -> mpsc::Receiver<PipeRead> {
+    let (tx, rx) = mpsc::channel::<PipeRead>();
+    let stdout = child
+        .stdout
+        .take()
+        .map(|p| Box::new(p) as Box<dyn Read + Send>);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|p| Box::new(p) as Box<dyn Read + Send>);
+    for (is_stdout, pipe) in [(true, stdout), (false, stderr)] {
         let Some(pipe) = pipe else { continue };
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -704,27 +726,34 @@ fn run_with_timeout(binary: &Path, input: &str, env: &HelperEnv) -> Result<Helpe
             let _ = tx.send((is_stdout, result));
         });
     }
-    drop(tx);
+    rx
+}
 
-    if let Some(mut stdin) = child.stdin.take() {
-        // A helper may exit without reading its input; a broken pipe then
-        // is not the failure, its exit status is.
-        match stdin.write_all(input.as_bytes()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            Err(e) => {
-                kill(&mut child);
-                return Err(RunError::Io(e));
-            }
-        }
+/// Writes `input` to the helper's stdin and closes it.
+fn write_input(child: &mut std::process::Child, input: &str) -> Result<(), RunError> {
+    let Some(mut stdin) = child.stdin.take() else {
+        return Ok(());
+    };
+    // A helper may exit without reading its input; a broken pipe then
+    // is not the failure, its exit status is.
+    match stdin.write_all(input.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(RunError::Io(e)),
+        _ => Ok(()),
     }
+}
 
+/// Waits for the helper to exit, killing it at the deadline.
+fn wait_until(
+    child: &mut std::process::Child,
+    group: rustix::process::Pid,
+    deadline: Instant,
+) -> Result<ExitStatus, RunError> {
     let mut pause = Duration::from_millis(2);
-    let status = loop {
+    loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(status)) => return Ok(status),
             Ok(None) if Instant::now() >= deadline => {
-                kill(&mut child);
+                kill_helper(group, child);
                 return Err(RunError::Timeout);
             }
             Ok(None) => {
@@ -732,12 +761,20 @@ fn run_with_timeout(binary: &Path, input: &str, env: &HelperEnv) -> Result<Helpe
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
             Err(e) => {
-                kill(&mut child);
+                kill_helper(group, child);
                 return Err(RunError::Io(e));
             }
         }
-    };
+    }
+}
 
+/// The helper's stdout and stderr, as the readers finish them before the
+/// deadline.
+fn collect_output(
+    rx: &mpsc::Receiver<PipeRead>,
+    group: rustix::process::Pid,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<u8>), RunError> {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -753,11 +790,7 @@ fn run_with_timeout(binary: &Path, input: &str, env: &HelperEnv) -> Result<Helpe
             }
         }
     }
-    Ok(HelperOutput {
-        status,
-        stdout,
-        stderr,
-    })
+    Ok((stdout, stderr))
 }
 
 #[cfg(test)]

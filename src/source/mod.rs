@@ -6,6 +6,10 @@
 //! talks to. Sources only move bytes: every digest is verified by the caller
 //! (the [`crate::cache`] and [`crate::reconcile`] modules), never trusted
 //! from the source.
+//!
+//! Sources are built from [`SourceSettings`], which the caller fills in
+//! (from the configuration, see `crate::config::sources`): this module
+//! reads no configuration and knows of no module above it.
 
 pub mod auth;
 pub mod backoff;
@@ -17,11 +21,16 @@ pub mod registry;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 
-use crate::config::Config;
 use crate::reference::{Digest, ImageRef};
+
+/// Largest signature manifest, referrers index, payload or bundle read
+/// (signatures are checked by `crate::verify`; the limit is applied while
+/// reading).
+pub const MAX_SIGNATURE_SIZE: u64 = 64 * 1024;
 
 /// A stream of blob bytes.
 pub type BlobStream = BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
@@ -240,6 +249,95 @@ impl Source for AnySource<'_> {
     }
 }
 
+/// What the sources are built from: the configuration's registry settings,
+/// its timeouts and the home directory credentials are looked up under.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// Every registry or layout alias the configuration names, by key
+    /// (`host[:port]`, or the alias of a layout).
+    pub endpoints: BTreeMap<String, EndpointSettings>,
+    /// How long one registry request may take.
+    pub request_timeout: Duration,
+    /// How often skills are polled (bounds how long a registry's
+    /// `Retry-After` is honoured).
+    pub poll_interval: Duration,
+    /// The user's home directory (for `auth.json`, `config.json` and
+    /// `registries.conf`).
+    pub home: PathBuf,
+}
+
+/// What the sources need to know of one registry or layout alias.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointSettings {
+    /// Plain HTTP to this host:port.
+    pub insecure: bool,
+    /// When set, the key is an alias for this OCI image layout directory.
+    pub layout: Option<PathBuf>,
+    /// Credentials come from this file only.
+    pub auth_file: Option<PathBuf>,
+    /// PEM certificates this registry's TLS certificate is checked against,
+    /// besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `host[:port]`s tried, in order, before this registry.
+    pub mirrors: Vec<String>,
+    /// Requests in flight to this registry at most.
+    pub max_requests: Option<usize>,
+    /// Requests started per second at most.
+    pub requests_per_second: Option<f64>,
+}
+
+/// The PEM of every endpoint's `ca_file`.
+fn read_cas(endpoints: &BTreeMap<String, EndpointSettings>) -> Result<Vec<Vec<u8>>, SourceError> {
+    let mut cas = Vec::new();
+    for (key, r) in endpoints {
+        if let Some(file) = &r.ca_file {
+            let pem = std::fs::read(file).map_err(|e| SourceError::Setup {
+                endpoint: key.clone(),
+                reason: format!("reading ca_file {}: {e}", file.display()),
+            })?;
+            cas.push(pem);
+        }
+    }
+    Ok(cas)
+}
+
+/// The routes of `registries.conf`, with the mirrors of `endpoints` in
+/// place of what it says of the same hosts.
+fn routes(
+    endpoints: &BTreeMap<String, EndpointSettings>,
+    home: &std::path::Path,
+) -> Result<Vec<registries_conf::Route>, SourceError> {
+    let mut routes = registries_conf::load(&registries_conf::files(
+        |k| std::env::var_os(k),
+        home,
+        std::path::Path::new("/etc/containers"),
+    ))
+    .map_err(|e| SourceError::Setup {
+        endpoint: "registries.conf".into(),
+        reason: e.to_string(),
+    })?;
+    // skills.toml's mirrors replace what registries.conf says of a host.
+    for (key, r) in endpoints.iter().filter(|(_, r)| !r.mirrors.is_empty()) {
+        routes.retain(|route| route.prefix != *key);
+        routes.push(registries_conf::Route {
+            prefix: key.clone(),
+            location: key.clone(),
+            mirrors: r
+                .mirrors
+                .iter()
+                .map(|m| registries_conf::Mirror {
+                    location: m.clone(),
+                    insecure: false,
+                    pull: registries_conf::PullFrom::All,
+                })
+                .collect(),
+            blocked: false,
+            insecure: false,
+        });
+    }
+    Ok(routes)
+}
+
 /// Every source a configuration names, built once per configuration.
 pub struct Sources {
     registry: registry::RegistrySource,
@@ -247,18 +345,17 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Builds the sources for a configuration.
-    pub fn new(config: &Config) -> Result<Sources, SourceError> {
-        let insecure = config
-            .registries
+    /// Builds the sources that `settings` describe.
+    pub fn new(settings: &SourceSettings) -> Result<Sources, SourceError> {
+        let endpoints = &settings.endpoints;
+        let insecure = endpoints
             .iter()
             .filter(|(_, r)| r.insecure)
             .map(|(k, _)| k.clone())
             .collect();
         // A mirror is an endpoint of its own: `[registries."MIRROR"]` can
         // mark it insecure, give it credentials and a CA.
-        let layouts = config
-            .registries
+        let layouts = endpoints
             .iter()
             .filter_map(|(k, r)| {
                 r.layout
@@ -266,74 +363,26 @@ impl Sources {
                     .map(|p| (k.clone(), layout::LayoutSource::new(p.clone())))
             })
             .collect();
-        let auth_files = config
-            .registries
+        let auth_files = endpoints
             .iter()
             .filter_map(|(k, r)| r.auth_file.clone().map(|f| (k.clone(), f)))
             .collect();
-        let mut cas = Vec::new();
-        for (key, r) in &config.registries {
-            if let Some(file) = &r.ca_file {
-                let pem = std::fs::read(file).map_err(|e| SourceError::Setup {
-                    endpoint: key.clone(),
-                    reason: format!("reading ca_file {}: {e}", file.display()),
-                })?;
-                cas.push(pem);
-            }
-        }
-        let home = crate::paths::Paths::from_env()
-            .map(|p| p.home)
-            .unwrap_or_else(|_| PathBuf::from("/"));
-        let mut routes = registries_conf::load(&registries_conf::files(
-            |k| std::env::var_os(k),
-            &home,
-            std::path::Path::new("/etc/containers"),
-        ))
-        .map_err(|e| SourceError::Setup {
-            endpoint: "registries.conf".into(),
-            reason: e.to_string(),
-        })?;
-        // skills.toml's mirrors replace what registries.conf says of a host.
-        for (key, r) in config
-            .registries
-            .iter()
-            .filter(|(_, r)| !r.mirrors.is_empty())
-        {
-            routes.retain(|route| route.prefix != *key);
-            routes.push(registries_conf::Route {
-                prefix: key.clone(),
-                location: key.clone(),
-                mirrors: r
-                    .mirrors
-                    .iter()
-                    .map(|m| registries_conf::Mirror {
-                        location: m.clone(),
-                        insecure: false,
-                        pull: registries_conf::PullFrom::All,
-                    })
-                    .collect(),
-                blocked: false,
-                insecure: false,
-            });
-        }
         let options = registry::RegistryOptions {
             insecure,
-            home,
+            home: settings.home.clone(),
             auth_files,
-            cas,
-            deadline: config.daemon.request_timeout,
-            routes,
-            max_requests: config
-                .registries
+            cas: read_cas(endpoints)?,
+            deadline: settings.request_timeout,
+            routes: routes(endpoints, &settings.home)?,
+            max_requests: endpoints
                 .iter()
                 .filter_map(|(k, r)| r.max_requests.map(|n| (k.clone(), n)))
                 .collect(),
-            requests_per_second: config
-                .registries
+            requests_per_second: endpoints
                 .iter()
                 .filter_map(|(k, r)| r.requests_per_second.map(|n| (k.clone(), n)))
                 .collect(),
-            poll_interval: config.daemon.poll_interval,
+            poll_interval: settings.poll_interval,
         };
         Ok(Sources {
             registry: registry::RegistrySource::new(options)?,

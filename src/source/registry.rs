@@ -593,7 +593,7 @@ impl RegistrySource {
                 endpoint: at.registry.clone(),
             });
         }
-        http::read_capped(resp, crate::verify::MAX_SIGNATURE_SIZE, &at.registry, &what).await
+        http::read_capped(resp, super::MAX_SIGNATURE_SIZE, &at.registry, &what).await
     }
 
     async fn open_blob_at(

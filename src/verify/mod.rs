@@ -36,13 +36,10 @@ use serde::Deserialize;
 
 use crate::manifest::{self, Descriptor, Parsed};
 use crate::reference::{Digest, ImageRef};
-use crate::source::{Source, SourceError};
+use crate::source::{Source, SourceError, MAX_SIGNATURE_SIZE};
 
 pub use keys::{KeyError, TrustedKey};
 pub use policy::{ContainersPolicy, KeySet, Requirements, Setting};
-
-/// Largest signature manifest, referrers index, payload or bundle read.
-pub const MAX_SIGNATURE_SIZE: u64 = 64 * 1024;
 
 /// Most signatures (simple-signing layers and bundles together) examined
 /// for one digest.

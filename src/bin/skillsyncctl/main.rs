@@ -326,7 +326,10 @@ fn socket(args: &Args) -> anyhow::Result<PathBuf> {
     let config = Config::load(&config_file).ok();
     let configured = config.as_ref().and_then(configured_socket);
     let paths = match &config {
-        Some(config) => paths.with_config(&config.daemon),
+        Some(config) => paths.with_dirs(
+            config.daemon.state_dir.as_deref(),
+            config.daemon.cache_dir.as_deref(),
+        ),
         None => paths,
     };
     Ok(client::socket_path(None, configured.as_deref(), &paths))
