@@ -421,43 +421,7 @@ impl Http {
             }
             other => other,
         };
-        let request = match credential {
-            Some(Credential::IdentityToken(refresh)) => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh.as_str()),
-                    ("client_id", "skillsyncd"),
-                    ("scope", scope),
-                ];
-                if let Some(s) = service {
-                    form.push(("service", s));
-                }
-                let body = form
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", form_encode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&");
-                self.client
-                    .post(realm_url.clone())
-                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(body)
-            }
-            other => {
-                let mut url = realm_url.clone();
-                {
-                    let mut q = url.query_pairs_mut();
-                    if let Some(s) = service {
-                        q.append_pair("service", s);
-                    }
-                    q.append_pair("scope", scope);
-                }
-                let mut rb = self.client.get(url);
-                if let Some(Credential::Basic { username, password }) = other {
-                    rb = rb.basic_auth(username, Some(password));
-                }
-                rb
-            }
-        };
+        let request = self.token_request(&realm_url, service, scope, credential);
         let resp = request.send().await.map_err(|e| SourceError::Network {
             endpoint: endpoint.clone(),
             message: with_tls_hint(&endpoint, format!("token service {realm}: {}", chain(&e))),
@@ -496,6 +460,55 @@ impl Http {
             .unwrap_or(DEFAULT_TOKEN_LIFE)
             .max(DEFAULT_TOKEN_LIFE);
         Ok((token, life))
+    }
+
+    /// The request for a token from `realm_url`: a refresh-token form
+    /// post for an identity token, else a GET with the query, with basic
+    /// auth when there is a username and password.
+    fn token_request(
+        &self,
+        realm_url: &Url,
+        service: Option<&str>,
+        scope: &str,
+        credential: Option<&Credential>,
+    ) -> reqwest::RequestBuilder {
+        match credential {
+            Some(Credential::IdentityToken(refresh)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                    ("client_id", "skillsyncd"),
+                    ("scope", scope),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s));
+                }
+                let body = form
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", form_encode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                self.client
+                    .post(realm_url.clone())
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+            other => {
+                let mut url = realm_url.clone();
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    q.append_pair("scope", scope);
+                }
+                let mut rb = self.client.get(url);
+                if let Some(Credential::Basic { username, password }) = other {
+                    rb = rb.basic_auth(username, Some(password));
+                }
+                rb
+            }
+        }
     }
 
     /// Sends `call` to `url`, following redirects; `auth` goes only to the
