@@ -22,33 +22,34 @@ use super::Daemon;
 
 impl Controller for Daemon {
     fn status(&self) -> StatusResponse {
-        let slots = lock(&self.slots);
+        let slots = lock(&self.sched.slots);
         let engine = self.engine();
         let skills = slots
             .values()
             .filter_map(|s| Self::skill_status(&engine, s))
             .collect();
         drop(slots);
+        let config = lock(&self.config.status);
         StatusResponse {
             daemon: DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 pid: std::process::id(),
-                config: self.config_path.display().to_string(),
-                config_error: lock(&self.config_error).clone(),
+                config: self.config.path.display().to_string(),
+                config_error: config.error.clone(),
                 started_at: self.started_at.clone(),
-                config_loaded_at: lock(&self.config_loaded_at).clone(),
+                config_loaded_at: config.loaded_at.clone(),
                 poll_interval_secs: engine.config().daemon.poll_interval.as_secs(),
                 state_dir: self.state_dir.display().to_string(),
                 cache_dir: self.cache_dir.display().to_string(),
             },
             skills,
-            unmanaged: lock(&self.unmanaged).clone(),
+            unmanaged: config.unmanaged.clone(),
             config_sources: config_sources(engine.config()),
         }
     }
 
     fn skill(&self, name: &str) -> Option<SkillStatus> {
-        let slots = lock(&self.slots);
+        let slots = lock(&self.sched.slots);
         let engine = self.engine();
         slots.get(name).and_then(|s| Self::skill_status(&engine, s))
     }
@@ -60,12 +61,15 @@ impl Controller for Daemon {
         }
         let names: Vec<String> = match &name {
             Some(n) => {
-                if !lock(&self.slots).contains_key(n.as_str()) {
+                if !lock(&self.sched.slots).contains_key(n.as_str()) {
                     return Err(format!("no skill named {n:?} is configured"));
                 }
                 vec![n.clone()]
             }
-            None => lock(&self.slots).keys().map(|n| n.to_string()).collect(),
+            None => lock(&self.sched.slots)
+                .keys()
+                .map(|n| n.to_string())
+                .collect(),
         };
         // For each skill: the pass count that proves a pass *started after
         // this request* has finished.
@@ -78,7 +82,7 @@ impl Controller for Daemon {
                 let view = lock(&slot.view);
                 view.done + if view.running { 2 } else { 1 }
             };
-            let _ = self.commands.send(Command::Trigger(slot.clone()));
+            let _ = self.sched.commands.send(Command::Trigger(slot.clone()));
             waits.push((slot, target));
         }
         if wait {
@@ -91,7 +95,7 @@ impl Controller for Daemon {
                 .await;
             }
         }
-        let slots = lock(&self.slots);
+        let slots = lock(&self.sched.slots);
         let engine = self.engine();
         let skills = names
             .iter()
@@ -109,7 +113,7 @@ impl Controller for Daemon {
     }
 
     async fn hold(&self, name: String, action: HoldAction) -> Result<HoldResponse, ActionError> {
-        let Some(slot) = lock(&self.slots).get(name.as_str()).cloned() else {
+        let Some(slot) = lock(&self.sched.slots).get(name.as_str()).cloned() else {
             return Err(ActionError::NotFound(format!(
                 "no skill named {name:?} is configured"
             )));

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::control::protocol::Event;
+use crate::error::blocking;
 
 use super::guard::lock;
 
@@ -38,6 +40,8 @@ pub(super) struct EventLog {
     /// Held while they are written, so a later list is never overwritten
     /// by an earlier one.
     pub(super) writing: StdMutex<()>,
+    /// The task that writes them, while it runs.
+    writer: StdMutex<Option<JoinHandle<()>>>,
 }
 
 impl EventLog {
@@ -64,6 +68,7 @@ impl EventLog {
             dirty: AtomicBool::new(false),
             added: Notify::new(),
             writing: StdMutex::new(()),
+            writer: StdMutex::new(None),
         }
     }
 
@@ -97,7 +102,7 @@ impl EventLog {
             self.added.notified().await;
             tokio::time::sleep(EVENTS_WRITE_DELAY).await;
             let log = self.clone();
-            let _ = tokio::task::spawn_blocking(move || log.write()).await;
+            let _ = blocking("writing the events", move || log.write()).await;
         }
     }
 
@@ -115,5 +120,19 @@ impl EventLog {
         if let Err(e) = result {
             tracing::warn!("keeping events in {}: {e}", self.path.display());
         }
+    }
+
+    /// Starts the task that writes new events (see
+    /// [`EventLog::write_loop`]).
+    pub(super) fn start_writer(self: &Arc<Self>) {
+        *lock(&self.writer) = Some(tokio::spawn(self.clone().write_loop()));
+    }
+
+    /// Stops that task and writes what it had not written yet.
+    pub(super) fn stop_writer(&self) {
+        if let Some(writer) = lock(&self.writer).take() {
+            writer.abort();
+        }
+        self.write();
     }
 }

@@ -27,19 +27,15 @@
 //! notifications. It takes its shutdown signal from the caller, as
 //! mini-redis does.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex as StdMutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::sync::watch;
 
 use crate::config::{Config, Skill};
-use crate::control::protocol::UnmanagedSkill;
 use crate::control::server;
 use crate::error::Result;
 use crate::paths::Paths;
@@ -49,8 +45,8 @@ use crate::service::Notifier;
 use events::EventLog;
 use guard::lock;
 use outcome::rfc3339;
-use reload::{first_line, watched};
-use scheduler::{Command, Passes, Slot};
+use reload::{first_line, Running};
+use scheduler::{Command, Scheduler};
 
 mod control;
 mod events;
@@ -179,43 +175,23 @@ pub fn log_report(r: &SkillReport) {
     }
 }
 
-/// The daemon's shared core: the running config's engine and every slot.
+/// The daemon's shared core, in parts each owned by a file of this
+/// module: the running config ([`reload`]), the slots and their passes
+/// ([`scheduler`]), the recent events ([`events`]).
 pub struct Daemon {
-    config_path: PathBuf,
-    started_at: String,
-    /// Replaced only with the slot list locked, so the two always agree.
-    engine: RwLock<Arc<Engine>>,
-    config_loaded_at: StdMutex<String>,
-    config_error: StdMutex<Option<String>>,
-    slots: StdMutex<BTreeMap<Arc<str>, Arc<Slot>>>,
-    unmanaged: StdMutex<Vec<UnmanagedSkill>>,
-    /// Held by each pass under way: all free means idle.
-    limit: Arc<Semaphore>,
-    /// To the scheduler.
-    commands: mpsc::UnboundedSender<Command>,
-    /// The scheduler task; it hands back the passes under way when it
-    /// stops.
-    scheduler: StdMutex<Option<JoinHandle<Passes>>>,
-    /// Wakes whoever waits on a slot's view: a pass ended or a slot
-    /// stopped.
-    slot_changed: Notify,
-    reloading: tokio::sync::Mutex<()>,
-    state_dir: PathBuf,
-    cache_dir: PathBuf,
-    notifier: Arc<Notifier>,
-    /// When the status line was last sent after a pass.
-    status_sent: StdMutex<Option<Instant>>,
+    /// The running config and its reloads.
+    config: Running,
+    /// Every slot and the passes under way.
+    sched: Scheduler,
     /// The recent events.
     events: Arc<EventLog>,
-    /// The task that writes them.
-    events_writer: StdMutex<Option<JoinHandle<()>>>,
-    /// Where files live (for the team cache).
-    paths: Paths,
-    /// The files and include patterns of the running config, for the
-    /// watch.
-    files: watch::Sender<Vec<PathBuf>>,
-    /// One refresh of remote includes and collections at a time.
-    team_refresh: tokio::sync::Mutex<()>,
+    /// Hears of passes and reloads (systemd's STATUS=, RELOADING=).
+    notifier: Arc<Notifier>,
+    /// When the daemon started (RFC 3339).
+    started_at: String,
+    /// Where the state and cache went at start (for status).
+    state_dir: PathBuf,
+    cache_dir: PathBuf,
 }
 
 impl Daemon {
@@ -230,44 +206,29 @@ impl Daemon {
     ) -> Arc<Daemon> {
         let dirs = paths.clone().with_config(&engine.config().daemon);
         let now = rfc3339(SystemTime::now());
-        let files = watched(engine.config(), &config_path);
-        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (sched, commands_rx) = Scheduler::new();
         let daemon = Arc::new(Daemon {
-            config_path,
-            started_at: now.clone(),
-            engine: RwLock::new(Arc::new(engine)),
-            config_loaded_at: StdMutex::new(now),
-            config_error: StdMutex::new(None),
-            slots: StdMutex::new(BTreeMap::new()),
-            unmanaged: StdMutex::new(Vec::new()),
-            limit: Arc::new(Semaphore::new(CONCURRENCY)),
-            commands,
-            scheduler: StdMutex::new(None),
-            slot_changed: Notify::new(),
-            reloading: tokio::sync::Mutex::new(()),
-            state_dir: dirs.state_dir.clone(),
-            cache_dir: dirs.cache_dir,
-            notifier,
-            status_sent: StdMutex::new(None),
+            config: Running::new(engine, config_path, paths, now.clone()),
+            sched,
             events: Arc::new(EventLog::open(dirs.state_dir.join(EVENTS_FILE))),
-            events_writer: StdMutex::new(None),
-            paths: paths.clone(),
-            files: watch::channel(files).0,
-            team_refresh: tokio::sync::Mutex::new(()),
+            notifier,
+            started_at: now,
+            state_dir: dirs.state_dir,
+            cache_dir: dirs.cache_dir,
         });
-        *lock(&daemon.events_writer) = Some(tokio::spawn(daemon.events.clone().write_loop()));
-        *lock(&daemon.scheduler) = Some(tokio::spawn(daemon.clone().schedule(commands_rx)));
+        daemon.events.start_writer();
+        *lock(&daemon.sched.task) = Some(tokio::spawn(daemon.clone().schedule(commands_rx)));
         let engine = daemon.engine();
         let names = engine.config().skills.keys().cloned().collect();
         let mut records = daemon.prune_and_read(&engine, names).await;
-        *lock(&daemon.unmanaged) = records.unmanaged;
+        lock(&daemon.config.status).unmanaged = records.unmanaged;
         for skill in engine.config().skills.values() {
             daemon.add_slot(skill, records.outcomes.remove(&skill.name));
         }
         tracing::info!(
             skills = engine.config().skills.len(),
             poll_interval = %humantime::format_duration(engine.config().daemon.poll_interval),
-            config = %daemon.config_path.display(),
+            config = %daemon.config.path.display(),
             "skillsyncd started"
         );
         daemon
@@ -275,7 +236,8 @@ impl Daemon {
 
     /// The engine of the running config.
     pub fn engine(&self) -> Arc<Engine> {
-        self.engine
+        self.config
+            .engine
             .read()
             .map(|e| e.clone())
             .unwrap_or_else(|e| e.into_inner().clone())
@@ -285,11 +247,11 @@ impl Daemon {
     /// [`SHUTDOWN_GRACE`] to finish, then are cut off (installs are atomic
     /// and recorded as pending first, so nothing is left half-written).
     pub async fn shutdown(&self) {
-        for slot in lock(&self.slots).values() {
+        for slot in lock(&self.sched.slots).values() {
             self.stop_slot(slot);
         }
-        let _ = self.commands.send(Command::Shutdown);
-        let Some(scheduler) = lock(&self.scheduler).take() else {
+        let _ = self.sched.commands.send(Command::Shutdown);
+        let Some(scheduler) = lock(&self.sched.task).take() else {
             return;
         };
         let mut passes = match scheduler.await {
@@ -311,15 +273,12 @@ impl Daemon {
             passes.abort_all();
             while passes.join_next().await.is_some() {}
             // Whoever waits on them (`sync --wait`) is let go.
-            for slot in lock(&self.slots).values() {
+            for slot in lock(&self.sched.slots).values() {
                 lock(&slot.view).running = false;
             }
-            self.slot_changed.notify_waiters();
+            self.sched.slot_changed.notify_waiters();
         }
-        if let Some(writer) = lock(&self.events_writer).take() {
-            writer.abort();
-        }
-        self.events.write();
+        self.events.stop_writer();
     }
 }
 
@@ -351,28 +310,12 @@ pub async fn run(
     let server_task = tokio::spawn(server::serve(listener, daemon.clone(), async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
     }));
-
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut files_rx = daemon.files.subscribe();
-    let start_watch = |files: &[PathBuf]| match crate::watch::watch_all(files, reload_tx.clone()) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!("{e}; edits are picked up on SIGHUP or `skillsyncctl reload` only");
-            None
-        }
-    };
-    let mut _watcher = start_watch(&files_rx.borrow_and_update());
-    // Remote includes and collections are checked once per poll interval
-    // (they were checked just before start).
-    let mut next_team = tokio::time::Instant::now() + daemon.engine().config().daemon.poll_interval;
-    let mut hangup = signal(SignalKind::hangup()).map_err(|e| {
+    let watch = FileWatch::start(&daemon);
+    let hangup = signal(SignalKind::hangup()).map_err(|e| {
         crate::Error::io("installing the SIGHUP handler for", &options.config_path, e)
     })?;
-    // Watchdog pings come from this loop itself, so a stuck loop is not
-    // masked by a healthy timer task.
-    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
     // What passes free goes back to the system once none is running.
-    let limit = daemon.limit.clone();
+    let limit = daemon.sched.limit.clone();
     let trimmer = tokio::spawn(crate::memory::trim_loop(move || {
         limit.available_permits() == CONCURRENCY
     }));
@@ -381,6 +324,36 @@ pub async fn run(
     notifier.status(&daemon.summary());
     tracing::info!(socket = %options.socket.display(), "control socket listening");
 
+    serve_until(&daemon, &notifier, watch, hangup, shutdown).await;
+
+    tracing::info!("shutting down");
+    notifier.stopping();
+    trimmer.abort();
+    let _ = stop_tx.send(true);
+    daemon.shutdown().await;
+    if let Err(e) = server_task.await {
+        tracing::warn!("control socket task failed: {e}");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// [`run`]'s loop until `shutdown`: watchdog pings, the config files'
+/// watch, the remote includes' refresh once per poll interval, and
+/// reloads on an edit or SIGHUP.
+async fn serve_until(
+    daemon: &Arc<Daemon>,
+    notifier: &Notifier,
+    mut watch: FileWatch,
+    mut hangup: tokio::signal::unix::Signal,
+    shutdown: impl Future<Output = ()>,
+) {
+    // Remote includes and collections are checked once per poll interval
+    // (they were checked just before start).
+    let mut next_team = tokio::time::Instant::now() + daemon.engine().config().daemon.poll_interval;
+    // Watchdog pings come from this loop itself, so a stuck loop is not
+    // masked by a healthy timer task.
+    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
     tokio::pin!(shutdown);
     loop {
         let tick = async {
@@ -397,9 +370,8 @@ pub async fn run(
                 notifier.watchdog();
                 continue;
             }
-            Ok(()) = files_rx.changed() => {
-                let files = files_rx.borrow_and_update().clone();
-                _watcher = start_watch(&files);
+            Ok(()) = watch.files.changed() => {
+                watch.restart();
                 continue;
             }
             _ = tokio::time::sleep_until(next_team) => {
@@ -410,31 +382,65 @@ pub async fn run(
                 tokio::spawn(async move { daemon.refresh_team().await });
                 continue;
             }
-            Some(()) = reload_rx.recv() => "the config file changed",
+            Some(()) = watch.edits.recv() => "the config file changed",
             _ = hangup.recv() => "SIGHUP",
         };
-        tracing::info!("reloading the config: {why}");
-        notifier.reloading();
-        let outcome = daemon.reload().await;
-        notifier.ready_after_reload();
-        if let Some(e) = outcome.error {
-            notifier.status(&format!(
-                "config rejected (last good config running): {}",
-                first_line(&e)
-            ));
-        } else {
-            notifier.status(&daemon.summary());
-        }
+        reload_for(daemon, notifier, why).await;
+    }
+}
+
+/// The watch on the running config's files: restarted when a reload
+/// changes which files those are.
+struct FileWatch {
+    /// The files to watch, as reloads change them.
+    files: watch::Receiver<Vec<PathBuf>>,
+    /// An edit to one of them.
+    edits: tokio::sync::mpsc::UnboundedReceiver<()>,
+    edited: tokio::sync::mpsc::UnboundedSender<()>,
+    /// Kept while it watches; none if it could not be set up.
+    _watcher: Option<crate::watch::ConfigWatcher>,
+}
+
+impl FileWatch {
+    /// Watches `daemon`'s config files.
+    fn start(daemon: &Daemon) -> FileWatch {
+        let (edited, edits) = tokio::sync::mpsc::unbounded_channel();
+        let mut watch = FileWatch {
+            files: daemon.config.files.subscribe(),
+            edits,
+            edited,
+            _watcher: None,
+        };
+        watch.restart();
+        watch
     }
 
-    tracing::info!("shutting down");
-    notifier.stopping();
-    trimmer.abort();
-    let _ = stop_tx.send(true);
-    daemon.shutdown().await;
-    if let Err(e) = server_task.await {
-        tracing::warn!("control socket task failed: {e}");
+    /// Watches the files as they are now.
+    fn restart(&mut self) {
+        let files = self.files.borrow_and_update().clone();
+        self._watcher = match crate::watch::watch_all(&files, self.edited.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("{e}; edits are picked up on SIGHUP or `skillsyncctl reload` only");
+                None
+            }
+        };
     }
-    tracing::info!("stopped");
-    Ok(())
+}
+
+/// Reloads the config for `why` (an edit, SIGHUP), telling the service
+/// manager.
+async fn reload_for(daemon: &Daemon, notifier: &Notifier, why: &str) {
+    tracing::info!("reloading the config: {why}");
+    notifier.reloading();
+    let outcome = daemon.reload().await;
+    notifier.ready_after_reload();
+    if let Some(e) = outcome.error {
+        notifier.status(&format!(
+            "config rejected (last good config running): {}",
+            first_line(&e)
+        ));
+    } else {
+        notifier.status(&daemon.summary());
+    }
 }

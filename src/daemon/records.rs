@@ -7,17 +7,18 @@ use std::sync::Arc;
 
 use crate::config::Skill;
 use crate::control::protocol::UnmanagedSkill;
+use crate::error::blocking;
 use crate::reconcile::{Engine, SkillReport, SkillState, TargetState};
 use crate::state::SkillRecord;
 
-use super::outcome::Outcome;
+use super::outcome::kept;
 use super::Daemon;
 
 /// What the state records say before the first passes: what status shows
 /// of the skills until then, and the folders no longer managed.
 #[derive(Default)]
 pub(super) struct Records {
-    pub(super) outcomes: HashMap<String, Outcome>,
+    pub(super) outcomes: HashMap<String, SkillReport>,
     pub(super) unmanaged: Vec<UnmanagedSkill>,
 }
 
@@ -36,7 +37,7 @@ impl Records {
             .and_then(|_| engine.config().skills.get(name))
         {
             let report = Daemon::recorded_report(engine, skill, Some(record));
-            self.outcomes.insert(name.to_string(), report.into());
+            self.outcomes.insert(name.to_string(), kept(report));
         }
         self.unmanaged
             .extend(Daemon::unmanaged_of(engine, name, record));
@@ -104,7 +105,7 @@ impl Daemon {
     /// work with are read a second time, as it left them.
     pub(super) async fn prune_and_read(&self, engine: &Arc<Engine>, names: Vec<String>) -> Records {
         let e = engine.clone();
-        let read = tokio::task::spawn_blocking(move || {
+        let read = blocking("reading the state", move || {
             let mut records = Records::default();
             let mut wanted: HashSet<String> = names.into_iter().collect();
             let mut to_prune = Vec::new();
@@ -122,7 +123,7 @@ impl Daemon {
         })
         .await;
         let (mut records, mut wanted, to_prune) = read.unwrap_or_else(|err| {
-            tracing::warn!("reading the state: {err}");
+            tracing::warn!("{err}");
             Default::default()
         });
         if !to_prune.is_empty() {
@@ -131,7 +132,7 @@ impl Daemon {
                 Err(err) => tracing::warn!("removing skills no longer configured: {err}"),
             }
             let e = engine.clone();
-            let again = tokio::task::spawn_blocking(move || {
+            let again = blocking("reading the state", move || {
                 for name in to_prune {
                     match e.read_state(&name) {
                         Ok(Some(record)) => records.take(&e, &mut wanted, &name, &record),
@@ -143,7 +144,7 @@ impl Daemon {
             })
             .await;
             (records, wanted) = again.unwrap_or_else(|err| {
-                tracing::warn!("reading the state: {err}");
+                tracing::warn!("{err}");
                 Default::default()
             });
         }
@@ -151,7 +152,7 @@ impl Daemon {
         for name in wanted {
             if let Some(skill) = engine.config().skills.get(&name) {
                 let report = Self::recorded_report(engine, skill, None);
-                records.outcomes.insert(name, report.into());
+                records.outcomes.insert(name, kept(report));
             }
         }
         records

@@ -6,16 +6,17 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::config::Skill;
+use crate::control::protocol::SkillStatus;
 use crate::control::protocol::{Event, EventKind};
-use crate::reconcile::{SkillState, TargetState};
+use crate::reconcile::{Engine, SkillReport, SkillState, TargetState};
 
 use super::guard::lock;
-use super::outcome::{rfc3339, Outcome};
+use super::outcome::{kept, nothing, rfc3339, skill_status, Progress};
 use super::{log_report, Daemon};
 
 /// How many skills are synced at once.
@@ -90,7 +91,7 @@ pub(super) struct SlotView {
     pub(super) done: u64,
     /// What status keeps of the last pass's report, or of one made from
     /// the state file before the first pass.
-    pub(super) report: Option<Outcome>,
+    pub(super) report: Option<SkillReport>,
     /// Whether `report` came from a pass (as opposed to the state file).
     pub(super) checked: bool,
     pub(super) last_checked: Option<SystemTime>,
@@ -136,8 +137,154 @@ pub(super) enum Command {
 /// Passes under way; each returns its slot and the wait until the next.
 pub(super) type Passes = JoinSet<(Arc<Slot>, Duration)>;
 
+/// The events of a pass that ended at `now` (taken from `report`): what
+/// it did, and each conflict or drift that `view`'s last checked report
+/// did not already have (an event when it appears, not on every poll).
+fn new_events(view: &SlotView, report: &mut SkillReport, now: SystemTime) -> Vec<Event> {
+    let mut events = std::mem::take(&mut report.events);
+    for t in report
+        .targets
+        .iter()
+        .filter(|t| matches!(t.state, TargetState::Conflict | TargetState::Drifted))
+    {
+        let was = view.checked
+            && view.report.as_ref().is_some_and(|r| {
+                r.targets
+                    .iter()
+                    .any(|p| p.name == t.name && p.state == t.state)
+            });
+        if !was {
+            events.push(Event {
+                at: rfc3339(now),
+                skill: report.name.clone(),
+                kind: if t.state == TargetState::Conflict {
+                    EventKind::Conflict
+                } else {
+                    EventKind::Drift
+                },
+                target: Some(t.name.clone()),
+                version: report.version.clone(),
+                digest: report.digest.as_ref().map(|d| d.to_string()),
+                message: t.error.clone().unwrap_or_default(),
+            });
+        }
+    }
+    events
+}
+
+/// The scheduler task's own queue: slots due, in the order they came
+/// due, and waiting slots by when they are due.
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<Arc<Slot>>,
+    /// The number keeps keys unique.
+    timers: BTreeMap<(Instant, u64), Arc<Slot>>,
+    keys: u64,
+}
+
+impl Queue {
+    /// Moves the slots due by `now` from the timers to the ready list.
+    fn take_due(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry().filter(|e| e.key().0 <= now) {
+            let slot = entry.remove();
+            let mut view = lock(&slot.view);
+            view.due = None;
+            view.queued = true;
+            drop(view);
+            self.ready.push_back(slot);
+        }
+    }
+
+    /// A sync request: a waiting slot is due now; a running one gets one
+    /// more pass after this one.
+    fn trigger(&mut self, slot: Arc<Slot>) {
+        let mut view = lock(&slot.view);
+        if let Some(key) = view.due.take() {
+            self.timers.remove(&key);
+            view.queued = true;
+            drop(view);
+            self.ready.push_back(slot);
+        } else if !view.queued && !view.stopped {
+            // Running, or its end is not handled yet.
+            view.again = true;
+        }
+    }
+
+    /// A stopped slot leaves the timers.
+    fn stop(&mut self, slot: &Slot) {
+        if let Some(key) = lock(&slot.view).due.take() {
+            self.timers.remove(&key);
+        }
+    }
+
+    /// A pass of `slot` ended: one more at once if it was triggered
+    /// meanwhile, else it waits `delay` (unless stopped).
+    fn ended(&mut self, slot: Arc<Slot>, delay: Duration) {
+        let mut view = lock(&slot.view);
+        if std::mem::take(&mut view.again) {
+            view.queued = true;
+            drop(view);
+            self.ready.push_back(slot);
+        } else if !view.stopped {
+            self.keys += 1;
+            let key = (Instant::now() + delay, self.keys);
+            view.due = Some(key);
+            drop(view);
+            self.timers.insert(key, slot);
+        }
+    }
+}
+
+/// The skill whose passes panic, in the test of a pass that panics.
+#[cfg(test)]
+pub(super) static PANIC_IN: StdMutex<Option<&'static str>> = StdMutex::new(None);
+
+/// A bug, on request: panics in a pass of the skill named in
+/// [`PANIC_IN`].
+#[cfg(test)]
+fn maybe_panic(skill: &str) {
+    if *lock(&PANIC_IN) == Some(skill) {
+        panic!("a test's bug in {skill}");
+    }
+}
+
+/// The daemon's scheduler part: the slots and what runs their passes.
+pub(super) struct Scheduler {
+    /// Every configured skill's slot, by name.
+    pub(super) slots: StdMutex<BTreeMap<Arc<str>, Arc<Slot>>>,
+    /// Held by each pass under way: all free means idle.
+    pub(super) limit: Arc<Semaphore>,
+    /// To the scheduler task.
+    pub(super) commands: mpsc::UnboundedSender<Command>,
+    /// The scheduler task; it hands back the passes under way when it
+    /// stops.
+    pub(super) task: StdMutex<Option<JoinHandle<Passes>>>,
+    /// Wakes whoever waits on a slot's view: a pass ended or a slot
+    /// stopped.
+    pub(super) slot_changed: Notify,
+    /// When the status line was last sent after a pass.
+    pub(super) status_sent: StdMutex<Option<Instant>>,
+}
+
+impl Scheduler {
+    /// No slots yet; its task is started with the receiver of the
+    /// commands.
+    pub(super) fn new() -> (Scheduler, mpsc::UnboundedReceiver<Command>) {
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let scheduler = Scheduler {
+            slots: StdMutex::new(BTreeMap::new()),
+            limit: Arc::new(Semaphore::new(CONCURRENCY)),
+            commands,
+            task: StdMutex::new(None),
+            slot_changed: Notify::new(),
+            status_sent: StdMutex::new(None),
+        };
+        (scheduler, commands_rx)
+    }
+}
+
 impl Daemon {
-    pub(super) fn add_slot(&self, skill: &Skill, outcome: Option<Outcome>) {
+    pub(super) fn add_slot(&self, skill: &Skill, outcome: Option<SkillReport>) {
         let name: Arc<str> = skill.name.as_str().into();
         let slot = Arc::new(Slot {
             name: name.clone(),
@@ -149,16 +296,16 @@ impl Daemon {
             }),
             record: tokio::sync::Mutex::new(()),
         });
-        lock(&self.slots).insert(name, slot.clone());
-        let _ = self.commands.send(Command::Start(slot));
+        lock(&self.sched.slots).insert(name, slot.clone());
+        let _ = self.sched.commands.send(Command::Start(slot));
     }
 
     /// Stops a slot taken out of the slot list: no pass of it starts any
     /// more (one under way finishes).
     pub(super) fn stop_slot(&self, slot: &Arc<Slot>) {
         lock(&slot.view).stopped = true;
-        let _ = self.commands.send(Command::Stop(slot.clone()));
-        self.slot_changed.notify_waiters();
+        let _ = self.sched.commands.send(Command::Stop(slot.clone()));
+        self.sched.slot_changed.notify_waiters();
     }
 
     /// Waits until `ready` holds of `slot`'s view.
@@ -166,7 +313,7 @@ impl Daemon {
         loop {
             // Registered before the check, so a change right after it is
             // not missed.
-            let changed = self.slot_changed.notified();
+            let changed = self.sched.slot_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let is_ready = ready(&lock(&slot.view));
@@ -185,27 +332,15 @@ impl Daemon {
         self: Arc<Self>,
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) -> Passes {
-        // Slots due, in the order they came due.
-        let mut ready: VecDeque<Arc<Slot>> = VecDeque::new();
-        // Waiting slots by when they are due; the number keeps keys unique.
-        let mut timers: BTreeMap<(Instant, u64), Arc<Slot>> = BTreeMap::new();
-        let mut keys: u64 = 0;
+        let mut queue = Queue::default();
         let mut passes = Passes::new();
         loop {
-            let now = Instant::now();
-            while let Some(entry) = timers.first_entry().filter(|e| e.key().0 <= now) {
-                let slot = entry.remove();
-                let mut view = lock(&slot.view);
-                view.due = None;
-                view.queued = true;
-                drop(view);
-                ready.push_back(slot);
-            }
-            while !ready.is_empty() {
-                let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+            queue.take_due(Instant::now());
+            while !queue.ready.is_empty() {
+                let Ok(permit) = self.sched.limit.clone().try_acquire_owned() else {
                     break;
                 };
-                let Some(slot) = ready.pop_front() else {
+                let Some(slot) = queue.ready.pop_front() else {
                     break;
                 };
                 {
@@ -218,7 +353,7 @@ impl Daemon {
                 }
                 passes.spawn(self.clone().guarded_pass(slot, permit));
             }
-            let next = timers.first_key_value().map(|(key, _)| key.0);
+            let next = queue.timers.first_key_value().map(|(key, _)| key.0);
             let wake = async move {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -227,41 +362,13 @@ impl Daemon {
             };
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Start(slot)) => ready.push_back(slot),
-                    Some(Command::Trigger(slot)) => {
-                        let mut view = lock(&slot.view);
-                        if let Some(key) = view.due.take() {
-                            timers.remove(&key);
-                            view.queued = true;
-                            drop(view);
-                            ready.push_back(slot);
-                        } else if !view.queued && !view.stopped {
-                            // Running, or its end is not handled yet.
-                            view.again = true;
-                        }
-                    }
-                    Some(Command::Stop(slot)) => {
-                        if let Some(key) = lock(&slot.view).due.take() {
-                            timers.remove(&key);
-                        }
-                    }
+                    Some(Command::Start(slot)) => queue.ready.push_back(slot),
+                    Some(Command::Trigger(slot)) => queue.trigger(slot),
+                    Some(Command::Stop(slot)) => queue.stop(&slot),
                     Some(Command::Shutdown) | None => return passes,
                 },
                 Some(ended) = passes.join_next() => match ended {
-                    Ok((slot, delay)) => {
-                        let mut view = lock(&slot.view);
-                        if std::mem::take(&mut view.again) {
-                            view.queued = true;
-                            drop(view);
-                            ready.push_back(slot);
-                        } else if !view.stopped {
-                            keys += 1;
-                            let key = (Instant::now() + delay, keys);
-                            view.due = Some(key);
-                            drop(view);
-                            timers.insert(key, slot);
-                        }
-                    }
+                    Ok((slot, delay)) => queue.ended(slot, delay),
                     // A pass that panicked: its slot stays as it was left.
                     Err(e) => tracing::error!("a pass ended abnormally: {e}"),
                 },
@@ -308,16 +415,16 @@ impl Daemon {
         let mut view = lock(&slot.view);
         view.failures = view.failures.saturating_add(1);
         let delay = retry_delay(view.failures, interval);
-        let report = view.report.get_or_insert_with(Outcome::nothing);
+        let report = view.report.get_or_insert_with(|| nothing(&slot.name));
         report.state = SkillState::Error;
-        report.error = Some(error.into());
+        report.error = Some(error);
         view.running = false;
         view.done += 1;
         view.checked = true;
         view.last_checked = Some(now);
         view.next_check = Some(now + delay);
         drop(view);
-        self.slot_changed.notify_waiters();
+        self.sched.slot_changed.notify_waiters();
         self.pass_status();
         (slot, delay)
     }
@@ -334,31 +441,53 @@ impl Daemon {
             // Started as a reload took the skill out of the config; the
             // reload stops the slot next.
             lock(&slot.view).running = false;
-            self.slot_changed.notify_waiters();
+            self.sched.slot_changed.notify_waiters();
             return (slot, engine.config().daemon.poll_interval);
         };
         // Boxed: the sync's state machine is large, and this future is
         // moved into its task.
         let record = slot.record.lock().await;
         #[cfg(test)]
-        super::tests::maybe_panic(&slot.name);
+        maybe_panic(&slot.name);
         let mut report = Box::pin(engine.sync(skill)).await;
         drop(record);
         drop(permit);
         crate::memory::after_pass();
         log_report(&report);
+        let delay = self.next_delay(&slot, skill, report.state);
+        let now = SystemTime::now();
+        let mut view = lock(&slot.view);
+        let events = new_events(&view, &mut report, now);
+        view.running = false;
+        view.done += 1;
+        view.report = Some(kept(report));
+        view.checked = true;
+        view.last_checked = Some(now);
+        view.next_check = Some(now + delay);
+        drop(view);
+        self.events.push(events);
+        self.sched.slot_changed.notify_waiters();
+        self.pass_status();
+        (slot, delay)
+    }
+
+    /// The wait after a pass of `skill` that ended in `state` until its
+    /// next check: the poll interval, or a retry delay after a failure
+    /// (no sooner than the registry's own next try); after its first
+    /// pass, the skill's poll offset besides.
+    fn next_delay(&self, slot: &Slot, skill: &Skill, state: SkillState) -> Duration {
         let current = self.engine();
         let interval = current.config().daemon.poll_interval;
         // Only this pass changes these now.
         let (failures, first) = {
             let mut view = lock(&slot.view);
-            view.failures = match report.state {
+            view.failures = match state {
                 SkillState::Error => view.failures.saturating_add(1),
                 _ => 0,
             };
             (view.failures, !view.checked)
         };
-        let delay = if report.state == SkillState::Error {
+        let delay = if state == SkillState::Error {
             let retry = retry_delay(failures, interval);
             // A registry that rate-limits us or is down is not asked
             // before its next try, whatever this skill's own retry.
@@ -372,54 +501,25 @@ impl Daemon {
         };
         // After the pass at start, each skill keeps a stable offset of its
         // own, so a fleet restarted at once spreads its polls.
-        let delay = if first {
+        if first {
             delay + poll_offset(&skill.name, interval, current.config().daemon.jitter)
         } else {
             delay
-        };
-        let now = SystemTime::now();
-        let mut view = lock(&slot.view);
-        let mut events = std::mem::take(&mut report.events);
-        // A conflict or a drift is an event when it appears, not on every
-        // poll.
-        for t in report
-            .targets
-            .iter()
-            .filter(|t| matches!(t.state, TargetState::Conflict | TargetState::Drifted))
-        {
-            let was = view.checked
-                && view.report.as_ref().is_some_and(|r| {
-                    r.targets
-                        .iter()
-                        .any(|p| *p.name == *t.name && p.state == t.state)
-                });
-            if !was {
-                events.push(Event {
-                    at: rfc3339(now),
-                    skill: skill.name.clone(),
-                    kind: if t.state == TargetState::Conflict {
-                        EventKind::Conflict
-                    } else {
-                        EventKind::Drift
-                    },
-                    target: Some(t.name.clone()),
-                    version: report.version.clone(),
-                    digest: report.digest.as_ref().map(|d| d.to_string()),
-                    message: t.error.clone().unwrap_or_default(),
-                });
-            }
         }
-        view.running = false;
-        view.done += 1;
-        view.report = Some(report.into());
-        view.checked = true;
-        view.last_checked = Some(now);
-        view.next_check = Some(now + delay);
-        drop(view);
-        self.events.push(events);
-        self.slot_changed.notify_waiters();
-        self.pass_status();
-        (slot, delay)
+    }
+
+    /// What status shows of a slot; `engine` is the running one, read
+    /// with the slot list locked (so it names every slot's skill).
+    pub(super) fn skill_status(engine: &Engine, slot: &Slot) -> Option<SkillStatus> {
+        let skill = engine.config().skills.get(&*slot.name)?;
+        let view = lock(&slot.view);
+        let progress = Progress {
+            running: view.running,
+            checked: view.checked,
+            last_checked: view.last_checked,
+            next_check: view.next_check,
+        };
+        Some(skill_status(engine, skill, view.report.as_ref(), progress))
     }
 
     /// Tells the service manager the summary after a pass: at most once
@@ -429,9 +529,9 @@ impl Daemon {
         if !self.notifier.is_enabled() {
             return;
         }
-        let idle = self.limit.available_permits() == CONCURRENCY;
+        let idle = self.sched.limit.available_permits() == CONCURRENCY;
         {
-            let mut sent = lock(&self.status_sent);
+            let mut sent = lock(&self.sched.status_sent);
             if !idle && sent.is_some_and(|at| at.elapsed() < STATUS_EVERY) {
                 return;
             }
@@ -442,7 +542,7 @@ impl Daemon {
 
     /// A one-line summary: `3 skills: 2 in sync, 1 error`.
     pub fn summary(&self) -> String {
-        let slots = lock(&self.slots);
+        let slots = lock(&self.sched.slots);
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
         for slot in slots.values() {
             let view = lock(&slot.view);
@@ -462,6 +562,6 @@ impl Daemon {
     }
 
     pub(super) fn slot(&self, name: &str) -> Option<Arc<Slot>> {
-        lock(&self.slots).get(name).cloned()
+        lock(&self.sched.slots).get(name).cloned()
     }
 }

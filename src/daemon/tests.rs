@@ -2,25 +2,16 @@
 //! pass that panics, poll offsets.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::guard::lock;
-use super::scheduler::offset_for;
+use super::scheduler::{offset_for, PANIC_IN};
 use super::*;
 use crate::control::protocol::EventKind;
-use crate::control::Controller;
-
-/// The skill whose passes panic, in [`a_pass_that_panics_fails_and_is_tried_again`].
-static PANIC_IN: StdMutex<Option<&'static str>> = StdMutex::new(None);
-
-/// A bug, on request: panics in a pass of the skill named in
-/// [`PANIC_IN`].
-pub(super) fn maybe_panic(skill: &str) {
-    if *lock(&PANIC_IN) == Some(skill) {
-        panic!("a test's bug in {skill}");
-    }
-}
+use crate::control::protocol::HoldAction;
+use crate::control::{ActionError, Controller};
+use crate::reconcile::SkillState;
 
 /// A daemon over `root` with the demo layout as its registry, one
 /// target `sandbox`, and `skills` (TOML tables) besides.
@@ -149,7 +140,7 @@ async fn a_pass_that_panics_fails_and_is_tried_again() {
     let synced = daemon.sync(Some("panicky".into()), true).await.unwrap();
     assert_eq!(synced.skills[0].state, SkillState::InSync, "{synced:?}");
     assert!(root.join("skills/panicky/SKILL.md").is_file());
-    assert_eq!(daemon.limit.available_permits(), CONCURRENCY);
+    assert_eq!(daemon.sched.limit.available_permits(), CONCURRENCY);
     daemon.shutdown().await;
 }
 
@@ -169,4 +160,43 @@ fn poll_offsets_are_stable_bounded_and_spread() {
         offset_for("m1", "x", hour, 0.9) < Duration::from_secs(1800),
         "capped at half"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_hold_is_409_and_a_failed_one_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // Skills of their own: the other tests run alongside.
+    let skills = "[skills.held-once]\nimage = \"demo/examples/hello-world\"\n\
+                  [skills.never-there]\nimage = \"demo/examples/never-there\"\n";
+    let daemon = demo_daemon(root, "", skills).await;
+    for name in ["held-once", "never-there"] {
+        let slot = daemon.slot(name).unwrap();
+        daemon.wait_view(&slot, |view| view.done >= 1).await;
+    }
+    assert_eq!(daemon.skill("held-once").unwrap().state, SkillState::InSync);
+
+    // Refusals, from the skill's state: nothing installed to hold, no
+    // earlier generation to roll back to.
+    let refused = daemon.hold("never-there".into(), HoldAction::Hold).await;
+    assert!(
+        matches!(&refused, Err(ActionError::Refused(m)) if m.contains("not been installed")),
+        "{refused:?}"
+    );
+    let refused = daemon.hold("held-once".into(), HoldAction::Rollback).await;
+    assert!(
+        matches!(&refused, Err(ActionError::Refused(m)) if m.contains("no earlier generation")),
+        "{refused:?}"
+    );
+
+    // A record the engine cannot read is a failure, not a refusal.
+    let record = root.join("state/skills/held-once.json");
+    assert!(record.is_file(), "{}", record.display());
+    std::fs::write(&record, b"{").unwrap();
+    let failed = daemon.hold("held-once".into(), HoldAction::Hold).await;
+    assert!(
+        matches!(&failed, Err(ActionError::Failed(m)) if m.contains("held-once.json")),
+        "{failed:?}"
+    );
+    daemon.shutdown().await;
 }
