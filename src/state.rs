@@ -279,7 +279,7 @@ impl Store {
     }
 
     fn file(dir: &Path, name: &str) -> Result<PathBuf> {
-        if !crate::provenance::is_valid_name(name) {
+        if !crate::name::is_valid(name) {
             return Err(Error::State {
                 path: dir.to_path_buf(),
                 reason: format!("{name:?} is not a skill name"),
@@ -401,7 +401,7 @@ impl Store {
                         .file_name()
                         .to_str()
                         .and_then(|f| f.strip_suffix(".json"))
-                        .filter(|n| crate::provenance::is_valid_name(n))
+                        .filter(|n| crate::name::is_valid(n))
                     {
                         names.push(name.to_string());
                     }

@@ -101,8 +101,7 @@ pub fn parse(text: &str) -> Result<CollectionDoc, String> {
     let mut skills: Vec<Entry> = Vec::new();
     for (i, e) in raw.skills.into_iter().enumerate() {
         let which = format!("skills[{i}] ({:?})", e.name);
-        crate::config::check_name(&e.name)
-            .map_err(|why| format!("{which}: invalid name: {why}"))?;
+        crate::name::check(&e.name).map_err(|why| format!("{which}: invalid name: {why}"))?;
         if skills.iter().any(|s| s.name == e.name) {
             return Err(format!("{which}: listed twice"));
         }

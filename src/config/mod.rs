@@ -88,7 +88,7 @@ pub const DEFAULT_JITTER: f64 = 0.1;
 pub const DEFAULT_GENERATIONS: u32 = 2;
 
 /// Longest accepted skill or target name.
-pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_NAME_LEN: usize = crate::name::MAX_LEN;
 
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
@@ -732,7 +732,7 @@ impl Checker<'_> {
         for (key, skill) in &raw.skills {
             if skill.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
                 // Switched off: only the name is checked.
-                if let Err(why) = check_name(key.get_ref()) {
+                if let Err(why) = crate::name::check(key.get_ref()) {
                     self.error(
                         key.span(),
                         format!("invalid skill name {:?}: {why}", key.get_ref()),
@@ -745,7 +745,7 @@ impl Checker<'_> {
             if skill.image.is_none() && open {
                 // Overrides a skill from a remote include or a collection
                 // that is not known yet, or a collection entry.
-                if let Err(why) = check_name(key.get_ref()) {
+                if let Err(why) = crate::name::check(key.get_ref()) {
                     self.error(
                         key.span(),
                         format!("invalid skill name {:?}: {why}", key.get_ref()),
@@ -1080,7 +1080,7 @@ impl Checker<'_> {
         }
         for (key, target) in raw {
             let name = key.get_ref();
-            if let Err(why) = check_name(name) {
+            if let Err(why) = crate::name::check(name) {
                 self.error(key.span(), format!("invalid target name {name:?}: {why}"));
             }
             let path = match &target.path {
@@ -1268,7 +1268,7 @@ impl Checker<'_> {
         let default_on_drift = defaults.on_drift;
         let name = key.get_ref();
         let before = self.diagnostics.len();
-        if let Err(why) = check_name(name) {
+        if let Err(why) = crate::name::check(name) {
             self.error(key.span(), format!("invalid skill name {name:?}: {why}"));
         }
 
@@ -1506,32 +1506,6 @@ pub(crate) fn verify_for(
                 .and_then(|r| r.verify.clone())
         })
         .or_else(|| default.clone())
-}
-
-/// Checks a skill or target name: `^[a-z0-9]+(-[a-z0-9]+)*$`, at most
-/// [`MAX_NAME_LEN`] characters.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    const RULE: &str =
-        "use lowercase letters and digits in words joined by single hyphens (like \"hello-world\")";
-    if name.is_empty() {
-        return Err(format!("it is empty; {RULE}"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "it is {} characters long; the limit is {MAX_NAME_LEN}",
-            name.len()
-        ));
-    }
-    let ok = name.split('-').all(|w| {
-        !w.is_empty()
-            && w.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(RULE.to_string())
-    }
 }
 
 /// A registry key: `host[:port]` or an alias, using the characters an
@@ -2040,7 +2014,7 @@ channel = "testing"
             ["claude", "cursor", "windsurf", "opencode", "openclaw"]
         );
         for (name, dir) in BUILTIN_TARGETS {
-            assert!(check_name(name).is_ok());
+            assert!(crate::name::check(name).is_ok());
             assert!(dir.starts_with("~/") && dir.ends_with("/skills"));
         }
     }
@@ -2780,12 +2754,12 @@ targets = []
 
     #[test]
     fn names_and_tags() {
-        assert!(check_name("a").is_ok());
-        assert!(check_name("a1-b2-c3").is_ok());
-        assert!(check_name("0").is_ok());
-        assert!(check_name("").is_err());
-        assert!(check_name("a.b").is_err());
-        assert!(check_name("é").is_err());
+        assert!(crate::name::check("a").is_ok());
+        assert!(crate::name::check("a1-b2-c3").is_ok());
+        assert!(crate::name::check("0").is_ok());
+        assert!(crate::name::check("").is_err());
+        assert!(crate::name::check("a.b").is_err());
+        assert!(crate::name::check("é").is_err());
         assert!(is_tag("1.0.0-testing"));
         assert!(is_tag("_x"));
         assert!(is_tag("latest"));
