@@ -21,9 +21,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::layers::{CachedCopy, CollectionInfo, SkillOrigin};
 use crate::config::remote::{collection_key, TeamCache};
-use crate::config::{Config, Selector, Skill};
+use crate::config::{CachedCopy, CollectionInfo, Config, Selector, Skill, SkillOrigin};
 use crate::reference::ImageRef;
 
 /// The `apiVersion` skillctl writes.

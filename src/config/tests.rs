@@ -1,6 +1,8 @@
 //! Unit tests of config parsing and validation: positions, messages,
 //! defaults, every rule.
 
+use super::check::is_tag;
+use super::diagnostics::edit_distance;
 use super::*;
 
 const FILE: &str = "/etc/sk/skills.toml";

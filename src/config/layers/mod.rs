@@ -35,16 +35,20 @@
 //! or a skill in it that does not validate, is left out and reported in
 //! status; the rest of the config keeps working.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::config::{Config, ConfigError, Diagnostic, Selector};
+use crate::config::{Config, ConfigError, Diagnostic, Selector, SourceMap};
 use crate::paths::expand_tilde;
 use crate::reference::ImageRef;
+
+/// What the layers of a config are recorded as, where they were first
+/// defined.
+pub use crate::config::{CachedCopy, CollectionInfo, Layers, RemoteInclude, Setting, SkillOrigin};
 
 /// The system-wide config, read before the user's.
 pub const SYSTEM_CONFIG: &str = "/etc/skillsync/skills.toml";
@@ -61,232 +65,6 @@ pub const MAX_FILES: usize = 256;
 const SELECTOR_KEYS: &[&str] = &["channel", "version", "tag", "digest"];
 /// Top-level tables a remote fragment may set.
 const REMOTE_SECTIONS: &[&str] = &["skills", "collections"];
-
-/// One file read: its name in diagnostics, its text, its offsets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceFile {
-    /// The path, or the `oci://` reference of a remote fragment.
-    pub name: PathBuf,
-    /// The text.
-    pub text: String,
-    /// The first offset of this file in the [`SourceMap`].
-    pub base: usize,
-    /// The directory relative paths in it are resolved against (none for
-    /// a remote fragment).
-    pub dir: Option<PathBuf>,
-    /// Whether it is a remote fragment.
-    pub remote: bool,
-    /// The offset (in `text`) where each line starts, for positions in
-    /// O(log n) however many settings a big file has.
-    line_starts: Vec<usize>,
-}
-
-impl SourceFile {
-    /// 1-based line and column (in characters) of `offset` in `text`.
-    pub fn line_column(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let line = self.line_starts.partition_point(|&start| start <= offset);
-        let start = self.line_starts[line.saturating_sub(1).min(self.line_starts.len() - 1)];
-        let column = self.text[start..offset].chars().count() + 1;
-        (line.max(1), column)
-    }
-}
-
-/// Every file read for one config, each with its own range of offsets.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SourceMap {
-    files: Vec<SourceFile>,
-    end: usize,
-    /// Some skills may come from elsewhere: a remote include (fetched or
-    /// not) or a collection.
-    pub(crate) open: bool,
-}
-
-impl SourceMap {
-    /// One file at offset 0.
-    pub fn single(path: &Path, text: &str) -> SourceMap {
-        let mut map = SourceMap::default();
-        map.add(
-            path.to_path_buf(),
-            text.to_string(),
-            path.parent().map(Path::to_path_buf),
-            false,
-        );
-        map
-    }
-
-    /// Adds a file; returns its index.
-    pub fn add(
-        &mut self,
-        name: PathBuf,
-        text: String,
-        dir: Option<PathBuf>,
-        remote: bool,
-    ) -> usize {
-        let base = self.end;
-        // One spare offset, so that an empty file has a position too.
-        self.end = base + text.len() + 1;
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        self.files.push(SourceFile {
-            name,
-            text,
-            base,
-            dir,
-            remote,
-            line_starts,
-        });
-        self.files.len() - 1
-    }
-
-    /// Every offset is below this.
-    pub fn len(&self) -> usize {
-        self.end
-    }
-
-    /// No file yet.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
-    /// The files, in the order read.
-    pub fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-
-    /// The file holding `offset`.
-    pub fn file_at(&self, offset: usize) -> Option<&SourceFile> {
-        let i = self.files.partition_point(|f| f.base <= offset);
-        self.files.get(i.checked_sub(1)?)
-    }
-
-    /// The file, 1-based line and column of `offset`.
-    pub fn locate(&self, offset: usize) -> Option<(&SourceFile, usize, usize)> {
-        let file = self.file_at(offset)?;
-        let (line, column) = file.line_column(offset - file.base);
-        Some((file, line, column))
-    }
-
-    /// `file:line:column` of `offset`.
-    pub fn describe(&self, offset: usize) -> String {
-        match self.locate(offset) {
-            Some((f, line, column)) => format!("{}:{line}:{column}", f.name.display()),
-            None => "?".to_string(),
-        }
-    }
-
-    /// The text at `span`, on one line, shortened.
-    fn snippet(&self, span: Range<usize>) -> String {
-        let Some(f) = self.file_at(span.start) else {
-            return String::new();
-        };
-        let start = span.start - f.base;
-        let end = (span.end.saturating_sub(f.base)).min(f.text.len());
-        let text = f.text.get(start..end).unwrap_or("");
-        let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if one_line.chars().count() > 60 {
-            let short: String = one_line.chars().take(59).collect();
-            format!("{short}…")
-        } else {
-            one_line
-        }
-    }
-}
-
-/// Where the config came from, for status, `check` and `config explain`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Layers {
-    /// Every local file read, system file first.
-    pub files: Vec<PathBuf>,
-    /// What to watch for a reload: each file read, and each include
-    /// pattern (a `*` or `?` in its file name).
-    pub watch: Vec<PathBuf>,
-    /// Remote includes, in the order named.
-    pub remote: Vec<RemoteInclude>,
-    /// Collections and what their documents gave.
-    pub collections: Vec<CollectionInfo>,
-    /// Per skill: where it came from and where each setting was written.
-    pub origins: BTreeMap<String, SkillOrigin>,
-    /// Skills switched off with `enabled = false`.
-    pub disabled: BTreeSet<String>,
-    /// `[skills.X]` without an image, overriding a skill that a remote
-    /// include or a collection has not defined (yet): X's targets, if set.
-    pub pending: BTreeMap<String, Option<Vec<String>>>,
-}
-
-/// A remote include and what became of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RemoteInclude {
-    /// `oci://HOST/REPO:TAG` (or `@sha256:...`), as written.
-    pub reference: String,
-    /// The repository.
-    pub image: ImageRef,
-    /// The tag or digest followed.
-    pub selector: Selector,
-    /// `file:line:column` of the include.
-    pub included_from: String,
-    /// The copy used, when there is one.
-    pub cached: Option<CachedCopy>,
-    /// Why the last refresh failed (the cached copy, if any, is used).
-    pub refresh_error: Option<String>,
-    /// Why it is not (fully) in force: not fetched yet, or the fragment
-    /// (or a skill in it) was rejected.
-    pub error: Option<String>,
-}
-
-/// A copy of a remote document from the cache.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CachedCopy {
-    /// The manifest digest it came from.
-    pub digest: String,
-    /// When it was fetched (RFC 3339).
-    pub fetched_at: String,
-}
-
-/// A collection and what its document gave.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CollectionInfo {
-    /// The `[collections.NAME]` key.
-    pub name: String,
-    /// `HOST/REPO` and what is followed.
-    pub image: String,
-    /// The copy used, when there is one.
-    pub cached: Option<CachedCopy>,
-    /// The collection's `metadata.name` and `metadata.version`.
-    pub version: Option<String>,
-    /// The skills it manages (a user's own `[skills.X]` of the same name
-    /// wins, and is not listed).
-    pub skills: Vec<String>,
-    /// Why the last refresh failed (the cached copy, if any, is used).
-    pub refresh_error: Option<String>,
-    /// Why it is not (fully) in force: not fetched yet, a broken
-    /// document, entries left out.
-    pub error: Option<String>,
-}
-
-/// Where a skill came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SkillOrigin {
-    /// `file:line:column` of its definition, or `collection NAME (...)`.
-    pub defined_at: String,
-    /// Each setting written for it, with where it was written.
-    pub settings: Vec<Setting>,
-}
-
-/// One setting of a skill and where it was written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Setting {
-    /// The key (`channel`).
-    pub key: String,
-    /// The value as written.
-    pub value: String,
-    /// `file:line:column`.
-    pub at: String,
-}
 
 /// How to load a config.
 #[derive(Debug, Clone, Default)]
@@ -361,8 +139,8 @@ impl Loader<'_> {
             path.parent().map(Path::to_path_buf),
             false,
         );
-        let base = self.sources.files[index].base;
-        let includes = match DeTable::parse(&self.sources.files[index].text) {
+        let base = self.sources.files()[index].base;
+        let includes = match DeTable::parse(&self.sources.files()[index].text) {
             Ok(table) => include_list(table.get_ref(), base),
             // Reported when the file is merged.
             Err(_) => Ok(Vec::new()),
@@ -397,7 +175,7 @@ impl Loader<'_> {
                             "include {item:?}: includes nest deeper than {MAX_INCLUDE_DEPTH} files"
                         ),
                     );
-                } else if self.sources.files.len() >= MAX_FILES {
+                } else if self.sources.files().len() >= MAX_FILES {
                     self.error_at(
                         span.start,
                         format!("include {item:?}: more than {MAX_FILES} files"),
@@ -427,7 +205,7 @@ impl Loader<'_> {
     fn expand(&mut self, item: &str, file: usize, at: usize) -> Vec<PathBuf> {
         let mut path = expand_tilde(Path::new(item), self.home);
         if path.is_relative() {
-            if let Some(dir) = &self.sources.files[file].dir {
+            if let Some(dir) = &self.sources.files()[file].dir {
                 path = dir.join(path);
             }
         }
