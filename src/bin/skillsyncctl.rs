@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
-use skillsyncd::config::Config;
+use skillsyncd::config::{self, Config, LoadOptions};
 use skillsyncd::control::client::{self, Client, ClientError};
 use skillsyncd::control::protocol::{
     Event, EventKind, HoldAction, SkillState, SkillStatus, StatusResponse, TargetState,
@@ -308,7 +308,7 @@ fn socket(args: &Args) -> anyhow::Result<PathBuf> {
     }
     let paths = Paths::from_env()?;
     let config_file = args.config.clone().unwrap_or(paths.config_file.clone());
-    let config = Config::load(&config_file).ok();
+    let config = config::load(&config_file, &LoadOptions::from_env()).ok();
     let configured = config.as_ref().and_then(configured_socket);
     let paths = match &config {
         Some(config) => paths.with_config(&config.daemon),
@@ -339,7 +339,7 @@ fn check(config: Option<&Path>) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match Config::load(&path) {
+    match config::load(&path, &LoadOptions::from_env()) {
         Ok(c) => {
             // Trust is checked offline too: key files, and what the
             // containers policy says of each skill.
@@ -373,7 +373,7 @@ fn show_config(config: Option<&Path>, explain: Option<&str>) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let c = match Config::load(&path) {
+    let c = match config::load(&path, &LoadOptions::from_env()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

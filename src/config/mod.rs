@@ -40,6 +40,7 @@ mod check;
 pub mod collection;
 mod diagnostics;
 pub mod layers;
+mod load;
 mod raw;
 pub mod remote;
 
@@ -48,11 +49,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::channel::Channel;
-use crate::paths::Paths;
 use crate::reference::{Digest, ImageRef};
 use crate::verify::Setting as VerifySetting;
 
 pub use self::diagnostics::{ConfigError, Diagnostic, SourceFile, SourceMap};
+pub use self::load::{load, load_config, refresh_team, LoadOptions};
 
 /// Targets of a skill when neither it nor `[defaults]` names any.
 pub const DEFAULT_TARGETS: &[&str] = &["claude"];
@@ -318,43 +319,6 @@ impl Config {
                 .targets
                 .get(target)
                 .is_some_and(|t| t.path.join(skill) == path)
-    }
-
-    /// Reads and validates a config file, expanding `~` to the home
-    /// directory found by [`Paths::from_env`].
-    ///
-    /// A relative `path` is made absolute against the current directory
-    /// first, so every path in the result is absolute.
-    ///
-    /// The layers around it are read too (see [`crate::config::layers`]): the
-    /// system file, includes, and the cached copies of remote includes and
-    /// collections (in the cache directory the config and environment
-    /// name).
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let paths = Paths::from_env().map_err(|source| ConfigError::Home {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut options = crate::config::layers::LoadOptions::from_env();
-        let config = crate::config::layers::load(path, &paths.home, &options)?;
-        if config.layers.remote.is_empty() && config.collections.is_empty() {
-            return Ok(config);
-        }
-        // Remote fragments cannot move the cache, so one more read with
-        // the cache in place is final.
-        options.team_cache = Some(paths.clone().with_config(&config.daemon).cache_dir);
-        crate::config::layers::load(path, &paths.home, &options)
-    }
-
-    /// Reads and validates one config file alone (no system file, no
-    /// includes), with the home directory given.
-    pub fn load_with_home(path: &Path, home: &Path) -> Result<Config, ConfigError> {
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        Config::parse(&text, &path, home)
     }
 }
 

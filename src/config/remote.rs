@@ -163,6 +163,43 @@ pub fn collection_key(image: &ImageRef, selector: &Selector) -> String {
     }
 }
 
+/// `HOST/REPO:TAG` or `HOST/REPO@sha256:...`.
+pub fn parse_remote(reference: &str) -> Result<(ImageRef, Selector), String> {
+    let hint = "write oci://HOST/REPOSITORY:TAG or oci://HOST/REPOSITORY@sha256:...";
+    let (repo, selector) = if let Some((repo, digest)) = reference.split_once('@') {
+        let digest = digest
+            .parse()
+            .map_err(|e| format!("invalid digest ({e}); {hint}"))?;
+        (repo, Selector::Digest(digest))
+    } else {
+        let slash = reference.rfind('/').unwrap_or(0);
+        match reference[slash..].rfind(':') {
+            Some(colon) => {
+                let (repo, tag) = reference.split_at(slash + colon);
+                (repo, Selector::Tag(tag[1..].to_string()))
+            }
+            None => return Err(format!("no tag or digest; {hint}")),
+        }
+    };
+    let image: ImageRef = repo.parse().map_err(|e| format!("{e}; {hint}"))?;
+    if image.repository.is_empty()
+        || !(image.registry.contains(['.', ':']) || image.registry == "localhost")
+    {
+        return Err(format!("{repo:?} is not HOST/REPOSITORY; {hint}"));
+    }
+    if let Selector::Tag(t) = &selector {
+        if t.is_empty()
+            || t.len() > 128
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(format!("invalid tag {t:?}; {hint}"));
+        }
+    }
+    Ok((image, selector))
+}
+
 /// What one refresh did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Refreshed {

@@ -462,7 +462,14 @@ fn load_reads_a_file_and_resolves_against_its_directory() {
         "[targets.here]\npath = \"skills\"\n[skills.a]\nimage = \"r.io/a\"\ntargets = [\"here\"]\n",
     )
     .unwrap();
-    let c = Config::load_with_home(&file, Path::new(HOME)).unwrap();
+    let c = load(
+        &file,
+        &LoadOptions {
+            home: Some(HOME.into()),
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(c.path, file);
     assert_eq!(c.targets["here"].path, dir.path().join("skills"));
 }
@@ -471,7 +478,14 @@ fn load_reads_a_file_and_resolves_against_its_directory() {
 fn load_reports_the_path_of_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("nope.toml");
-    let err = Config::load_with_home(&file, Path::new(HOME)).unwrap_err();
+    let err = load(
+        &file,
+        &LoadOptions {
+            home: Some(HOME.into()),
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap_err();
     match &err {
         ConfigError::Read { path, source } => {
             assert_eq!(path, &file);
@@ -489,7 +503,14 @@ fn load_reports_diagnostics_with_the_absolute_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("skills.toml");
     std::fs::write(&file, "[daemon]\n").unwrap();
-    let err = Config::load_with_home(&file, Path::new(HOME)).unwrap_err();
+    let err = load(
+        &file,
+        &LoadOptions {
+            home: Some(HOME.into()),
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(

@@ -42,9 +42,9 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::config::{Config, ConfigError, Diagnostic, Selector, SourceMap};
+use crate::config::remote::{parse_remote, TeamCache};
+use crate::config::{Config, ConfigError, Diagnostic, SourceMap};
 use crate::paths::expand_tilde;
-use crate::reference::ImageRef;
 
 /// What the layers of a config are recorded as, where they were first
 /// defined.
@@ -66,32 +66,6 @@ const SELECTOR_KEYS: &[&str] = &["channel", "version", "tag", "digest"];
 /// Top-level tables a remote fragment may set.
 const REMOTE_SECTIONS: &[&str] = &["skills", "collections"];
 
-/// How to load a config.
-#[derive(Debug, Clone, Default)]
-pub struct LoadOptions {
-    /// The system file read first, if it exists.
-    pub system: Option<PathBuf>,
-    /// The cache of remote fragments and collection documents; `None`
-    /// leaves remote includes and collections unread.
-    pub team_cache: Option<PathBuf>,
-}
-
-impl LoadOptions {
-    /// The system file from `$SKILLSYNC_SYSTEM_CONFIG` (empty: none),
-    /// else [`SYSTEM_CONFIG`].
-    pub fn from_env() -> LoadOptions {
-        let system = match std::env::var_os(ENV_SYSTEM_CONFIG) {
-            Some(v) if v.is_empty() => None,
-            Some(v) => Some(PathBuf::from(v)),
-            None => Some(PathBuf::from(SYSTEM_CONFIG)),
-        };
-        LoadOptions {
-            system,
-            team_cache: None,
-        }
-    }
-}
-
 /// A file and the files it includes.
 struct Node {
     /// Index in the source map.
@@ -105,7 +79,7 @@ struct Node {
 /// Discovery: reads every file, follows includes.
 struct Loader<'a> {
     home: &'a Path,
-    options: &'a LoadOptions,
+    team_cache: Option<&'a Path>,
     sources: SourceMap,
     diagnostics: Vec<Diagnostic>,
     layers: Layers,
@@ -269,11 +243,7 @@ impl Loader<'_> {
             refresh_error: None,
             error: None,
         };
-        let record = self
-            .options
-            .team_cache
-            .as_deref()
-            .map(|dir| crate::config::remote::TeamCache::new(dir).read(item));
+        let record = self.team_cache.map(|dir| TeamCache::new(dir).read(item));
         let text = match record {
             None => None,
             Some(Ok(r)) => {
@@ -330,43 +300,6 @@ fn include_list(table: &DeTable<'_>, base: usize) -> Result<Vec<(String, Range<u
         .collect()
 }
 
-/// `HOST/REPO:TAG` or `HOST/REPO@sha256:...`.
-pub fn parse_remote(reference: &str) -> Result<(ImageRef, Selector), String> {
-    let hint = "write oci://HOST/REPOSITORY:TAG or oci://HOST/REPOSITORY@sha256:...";
-    let (repo, selector) = if let Some((repo, digest)) = reference.split_once('@') {
-        let digest = digest
-            .parse()
-            .map_err(|e| format!("invalid digest ({e}); {hint}"))?;
-        (repo, Selector::Digest(digest))
-    } else {
-        let slash = reference.rfind('/').unwrap_or(0);
-        match reference[slash..].rfind(':') {
-            Some(colon) => {
-                let (repo, tag) = reference.split_at(slash + colon);
-                (repo, Selector::Tag(tag[1..].to_string()))
-            }
-            None => return Err(format!("no tag or digest; {hint}")),
-        }
-    };
-    let image: ImageRef = repo.parse().map_err(|e| format!("{e}; {hint}"))?;
-    if image.repository.is_empty()
-        || !(image.registry.contains(['.', ':']) || image.registry == "localhost")
-    {
-        return Err(format!("{repo:?} is not HOST/REPOSITORY; {hint}"));
-    }
-    if let Selector::Tag(t) = &selector {
-        if t.is_empty()
-            || t.len() > 128
-            || !t
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        {
-            return Err(format!("invalid tag {t:?}; {hint}"));
-        }
-    }
-    Ok((image, selector))
-}
-
 /// `*` (any run) and `?` (one character) against a file name.
 pub fn wildcard_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
@@ -396,18 +329,26 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Loads `path` with the layers around it (see the module docs).
-pub fn load(path: &Path, home: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
+/// Loads `path` with the layers around it (see the module docs), the
+/// system file first when there is one; remote includes are read from
+/// `team_cache` (none without it). Collections are left to
+/// [`crate::config::collection`].
+pub(crate) fn load(
+    path: &Path,
+    home: &Path,
+    system: Option<&Path>,
+    team_cache: Option<&Path>,
+) -> Result<Config, ConfigError> {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut loader = Loader {
         home,
-        options,
+        team_cache,
         sources: SourceMap::default(),
         diagnostics: Vec::new(),
         layers: Layers::default(),
     };
     let mut roots = Vec::new();
-    if let Some(system) = options.system.as_deref() {
+    if let Some(system) = system {
         let system = std::path::absolute(system).unwrap_or_else(|_| system.to_path_buf());
         if system != path && system.is_file() {
             roots.push(loader.file(&system, &mut Vec::new())?);
@@ -471,7 +412,6 @@ pub fn load(path: &Path, home: &Path, options: &LoadOptions) -> Result<Config, C
         .filter(|(name, _)| config.skills.contains_key(name))
         .collect();
     config.layers = layers;
-    crate::config::collection::expand(&mut config, options.team_cache.as_deref());
     Ok(config)
 }
 

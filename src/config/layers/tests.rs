@@ -4,6 +4,18 @@
 use super::*;
 use crate::channel::Channel;
 use crate::config::remote::{Record, TeamCache};
+use crate::config::{LoadOptions, Selector};
+
+/// [`crate::config::load`] with the home directory given.
+fn load(path: &Path, home: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
+    crate::config::load(
+        path,
+        &LoadOptions {
+            home: Some(home.to_path_buf()),
+            ..options.clone()
+        },
+    )
+}
 
 struct Dir {
     dir: tempfile::TempDir,
@@ -29,6 +41,7 @@ impl Dir {
 
     fn options(&self) -> LoadOptions {
         LoadOptions {
+            home: None,
             system: Some(self.path("etc/skills.toml")),
             team_cache: Some(self.path("cache")),
         }
