@@ -21,7 +21,7 @@ use toml::Spanned;
 
 use super::diagnostics::{Diagnostic, SourceMap};
 use super::raw::RawConfig;
-use super::{verify_for, Config, ConfigError, DaemonSettings, Layers, Target};
+use super::{verify_for, Config, ConfigError, DaemonSettings, Layers, RegistrySettings, Target};
 use crate::paths::expand_tilde;
 #[cfg(test)]
 pub(crate) use skills::is_tag;
@@ -108,6 +108,27 @@ struct Checker<'a> {
     diagnostics: Vec<Diagnostic>,
 }
 
+/// What every skill and collection is checked against.
+struct Scope<'a> {
+    /// `[registries]`, checked.
+    registries: &'a BTreeMap<String, RegistrySettings>,
+    /// Every target a skill may name.
+    known: &'a KnownTargets,
+    /// What `[defaults]` gives.
+    defaults: SkillDefaults,
+}
+
+/// The targets used, each with its directory (a broken one, already
+/// reported, left out).
+fn used_targets(used: BTreeSet<String>, known: &KnownTargets) -> BTreeMap<String, Target> {
+    used.into_iter()
+        .filter_map(|name| {
+            let path = known.get(&name)?.clone()?;
+            Some((name.clone(), Target { name, path }))
+        })
+        .collect()
+}
+
 /// Every target a skill may name, with its resolved directory, or `None`
 /// when its definition is broken (and already reported).
 type KnownTargets = BTreeMap<String, Option<PathBuf>>;
@@ -152,6 +173,8 @@ impl Checker<'_> {
         Some(self.resolve_path(value.get_ref(), value.span().start))
     }
 
+    /// The whole file: each table in turn, then the targets its skills
+    /// and collections use.
     fn check(&mut self, raw: RawConfig) -> Config {
         let daemon = match raw.daemon {
             Some(d) => self.check_daemon(d),
@@ -165,134 +188,40 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|d| d.verify.as_ref())
             .and_then(|v| self.check_verify(v));
-
-        let defaults = raw.defaults;
-        let default_channel = defaults
-            .as_ref()
-            .and_then(|d| d.channel.as_ref())
-            .and_then(|c| self.check_channel(c));
-        let default_targets = defaults
-            .as_ref()
-            .and_then(|d| d.targets.as_ref())
-            .map(|list| self.check_target_list(list, &known));
-        let default_on_drift = defaults
-            .as_ref()
-            .and_then(|d| d.on_drift.as_ref())
-            .and_then(|v| self.check_on_drift(v))
-            .unwrap_or_default();
-        let default_on_archived = defaults
-            .as_ref()
-            .and_then(|d| d.on_archived.as_ref())
-            .and_then(|v| self.check_on_archived(v))
-            .unwrap_or_default();
+        let defaults = self.check_defaults(raw.defaults.as_ref(), &known);
 
         // A remote include or a collection may bring skills later.
         if raw.skills.is_empty() && raw.collections.is_empty() && !self.sources.open {
             self.error(0..0, "no skills configured: add a [skills.NAME] table");
         }
-        let mut skills = BTreeMap::new();
-        let mut used = BTreeSet::new();
-        let mut disabled = BTreeSet::new();
-        let mut pending = BTreeMap::new();
-        for (key, skill) in &raw.skills {
-            if skill.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
-                // Switched off: only the name is checked.
-                if let Err(why) = crate::name::check(key.get_ref()) {
-                    self.error(
-                        key.span(),
-                        format!("invalid skill name {:?}: {why}", key.get_ref()),
-                    );
-                }
-                disabled.insert(key.get_ref().clone());
-                continue;
-            }
-            let open = self.sources.open || !raw.collections.is_empty();
-            if skill.image.is_none() && open {
-                // Overrides a skill from a remote include or a collection
-                // that is not known yet, or a collection entry.
-                if let Err(why) = crate::name::check(key.get_ref()) {
-                    self.error(
-                        key.span(),
-                        format!("invalid skill name {:?}: {why}", key.get_ref()),
-                    );
-                }
-                let targets = skill
-                    .targets
-                    .as_ref()
-                    .map(|list| self.check_target_list(list, &known));
-                used.extend(targets.iter().flatten().cloned());
-                pending.insert(key.get_ref().clone(), targets);
-                continue;
-            }
-            let Some(skill) = self.check_skill(
-                key,
-                skill,
-                &registries,
-                &known,
-                &SkillDefaults {
-                    channel: default_channel,
-                    targets: default_targets.as_deref(),
-                    on_drift: default_on_drift,
-                    on_archived: default_on_archived,
-                },
-            ) else {
-                continue;
-            };
-            let mut skill = skill;
+        let scope = Scope {
+            registries: &registries,
+            known: &known,
+            defaults,
+        };
+        let open = self.sources.open || !raw.collections.is_empty();
+        let mut found = self.check_skills(&raw.skills, open, &scope);
+        for skill in found.skills.values_mut() {
             if skill.verify.is_none() {
                 skill.verify =
                     verify_for(&skill.image, &repositories, &registries, &default_verify);
             }
-            used.extend(skill.targets.iter().cloned());
-            skills.insert(skill.name.clone(), skill);
         }
-        let mut collections = BTreeMap::new();
-        for (key, raw_collection) in &raw.collections {
-            if raw_collection
-                .enabled
-                .as_ref()
-                .is_some_and(|e| !*e.get_ref())
-            {
-                continue;
-            }
-            let Some(c) = self.check_collection(
-                key,
-                raw_collection,
-                &registries,
-                &known,
-                &SkillDefaults {
-                    channel: default_channel,
-                    targets: default_targets.as_deref(),
-                    on_drift: default_on_drift,
-                    on_archived: default_on_archived,
-                },
-            ) else {
-                continue;
-            };
-            used.extend(c.targets.iter().cloned());
-            collections.insert(c.name.clone(), c);
-        }
-
-        let targets = used
-            .into_iter()
-            .filter_map(|name| {
-                let path = known.get(&name)?.clone()?;
-                Some((name.clone(), Target { name, path }))
-            })
-            .collect();
+        let collections = self.check_collections(&raw.collections, &scope, &mut found.used);
+        let targets = used_targets(found.used, &known);
 
         Config {
             path: self.path.to_path_buf(),
             daemon,
             registries,
             targets,
-            skills,
+            skills: found.skills,
             repositories,
             default_verify,
             collections,
             layers: Layers {
-                disabled,
-                pending,
+                disabled: found.disabled,
+                pending: found.pending,
                 ..Default::default()
             },
         }

@@ -1,25 +1,145 @@
 //! `[skills.NAME]` and `[collections.NAME]`: image, selector, targets,
 //! drift and archive policies, with what `[defaults]` supplies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use toml::Spanned;
 
-use super::{Checker, KnownTargets};
+use super::{Checker, KnownTargets, Scope};
 use crate::channel::Channel;
-use crate::config::raw::{Key, RawCollection, RawSkill};
+use crate::config::raw::{Key, RawCollection, RawDefaults, RawSkill};
 use crate::config::{
     Collection, OnArchived, OnDrift, RegistrySettings, Selector, Skill, DEFAULT_TARGETS,
 };
 use crate::reference::{Digest, ImageRef};
 
 /// What `[defaults]` gives a skill that does not say.
-pub(super) struct SkillDefaults<'a> {
+pub(super) struct SkillDefaults {
     pub(super) channel: Option<Channel>,
-    pub(super) targets: Option<&'a [String]>,
+    pub(super) targets: Option<Vec<String>>,
     pub(super) on_drift: OnDrift,
     pub(super) on_archived: OnArchived,
+}
+
+/// The skills of a file: those checked, those switched off, and those
+/// without an image that override a skill defined elsewhere.
+pub(super) struct Skills {
+    pub(super) skills: BTreeMap<String, Skill>,
+    /// The targets they use.
+    pub(super) used: BTreeSet<String>,
+    pub(super) disabled: BTreeSet<String>,
+    pub(super) pending: BTreeMap<String, Option<Vec<String>>>,
+}
+
+impl Checker<'_> {
+    /// `[defaults]`: the channel, targets and policies skills inherit.
+    pub(super) fn check_defaults(
+        &mut self,
+        defaults: Option<&RawDefaults>,
+        known: &KnownTargets,
+    ) -> SkillDefaults {
+        SkillDefaults {
+            channel: defaults
+                .and_then(|d| d.channel.as_ref())
+                .and_then(|c| self.check_channel(c)),
+            targets: defaults
+                .and_then(|d| d.targets.as_ref())
+                .map(|list| self.check_target_list(list, known)),
+            on_drift: defaults
+                .and_then(|d| d.on_drift.as_ref())
+                .and_then(|v| self.check_on_drift(v))
+                .unwrap_or_default(),
+            on_archived: defaults
+                .and_then(|d| d.on_archived.as_ref())
+                .and_then(|v| self.check_on_archived(v))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every `[skills.NAME]`. With `open`, a skill without an image may
+    /// override one a remote include or a collection defines.
+    pub(super) fn check_skills(
+        &mut self,
+        raw: &BTreeMap<Key, RawSkill>,
+        open: bool,
+        scope: &Scope<'_>,
+    ) -> Skills {
+        let mut out = Skills {
+            skills: BTreeMap::new(),
+            used: BTreeSet::new(),
+            disabled: BTreeSet::new(),
+            pending: BTreeMap::new(),
+        };
+        for (key, skill) in raw {
+            if skill.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
+                // Switched off: only the name is checked.
+                self.check_skill_name(key);
+                out.disabled.insert(key.get_ref().clone());
+                continue;
+            }
+            if skill.image.is_none() && open {
+                // Overrides a skill from a remote include or a collection
+                // that is not known yet, or a collection entry.
+                self.check_skill_name(key);
+                let targets = skill
+                    .targets
+                    .as_ref()
+                    .map(|list| self.check_target_list(list, scope.known));
+                out.used.extend(targets.iter().flatten().cloned());
+                out.pending.insert(key.get_ref().clone(), targets);
+                continue;
+            }
+            let Some(skill) =
+                self.check_skill(key, skill, scope.registries, scope.known, &scope.defaults)
+            else {
+                continue;
+            };
+            out.used.extend(skill.targets.iter().cloned());
+            out.skills.insert(skill.name.clone(), skill);
+        }
+        out
+    }
+
+    /// Every `[collections.NAME]` not switched off; adds the targets they
+    /// use to `used`.
+    pub(super) fn check_collections(
+        &mut self,
+        raw: &BTreeMap<Key, RawCollection>,
+        scope: &Scope<'_>,
+        used: &mut BTreeSet<String>,
+    ) -> BTreeMap<String, Collection> {
+        let mut collections = BTreeMap::new();
+        for (key, raw_collection) in raw {
+            if raw_collection
+                .enabled
+                .as_ref()
+                .is_some_and(|e| !*e.get_ref())
+            {
+                continue;
+            }
+            let Some(c) = self.check_collection(
+                key,
+                raw_collection,
+                scope.registries,
+                scope.known,
+                &scope.defaults,
+            ) else {
+                continue;
+            };
+            used.extend(c.targets.iter().cloned());
+            collections.insert(c.name.clone(), c);
+        }
+        collections
+    }
+
+    /// A skill's name, reported at its key.
+    fn check_skill_name(&mut self, key: &Key) {
+        let name = key.get_ref();
+        if let Err(why) = crate::name::check(name) {
+            self.error(key.span(), format!("invalid skill name {name:?}: {why}"));
+        }
+    }
 }
 
 impl Checker<'_> {
@@ -31,7 +151,7 @@ impl Checker<'_> {
         raw: &RawCollection,
         registries: &BTreeMap<String, RegistrySettings>,
         known: &KnownTargets,
-        defaults: &SkillDefaults<'_>,
+        defaults: &SkillDefaults,
     ) -> Option<Collection> {
         let as_skill = RawSkill {
             image: raw.image.clone(),
@@ -85,16 +205,14 @@ impl Checker<'_> {
         raw: &RawSkill,
         registries: &BTreeMap<String, RegistrySettings>,
         known: &KnownTargets,
-        defaults: &SkillDefaults<'_>,
+        defaults: &SkillDefaults,
     ) -> Option<Skill> {
         let default_channel = defaults.channel;
-        let default_targets = defaults.targets;
+        let default_targets = defaults.targets.as_deref();
         let default_on_drift = defaults.on_drift;
         let name = key.get_ref();
         let before = self.diagnostics.len();
-        if let Err(why) = crate::name::check(name) {
-            self.error(key.span(), format!("invalid skill name {name:?}: {why}"));
-        }
+        self.check_skill_name(key);
 
         let image = match &raw.image {
             Some(v) => self.check_image(v, registries),
