@@ -16,6 +16,9 @@
 //! The document comes from the team cache ([`crate::config::remote`]); a collection
 //! not fetched yet, or whose document is broken, adds nothing and says why
 //! in status.
+//!
+//! It reads the cache but fetches nothing and writes nothing; it must not
+//! depend on [`crate::config::layers`].
 
 use std::path::Path;
 

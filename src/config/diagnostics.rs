@@ -172,6 +172,21 @@ impl SourceMap {
         Some((file, line, column))
     }
 
+    /// A problem at `offset`; at line 1, column 1 of `fallback` when no
+    /// file holds it.
+    pub fn diagnostic(&self, offset: usize, message: String, fallback: &Path) -> Diagnostic {
+        let (path, line, column) = match self.locate(offset) {
+            Some((file, line, column)) => (file.name.clone(), line, column),
+            None => (fallback.to_path_buf(), 1, 1),
+        };
+        Diagnostic {
+            path,
+            line,
+            column,
+            message,
+        }
+    }
+
     /// `file:line:column` of `offset`.
     pub fn describe(&self, offset: usize) -> String {
         match self.locate(offset) {

@@ -35,6 +35,14 @@
 //! Paths (`state_dir`, `cache_dir`, `layout`, target `path`) have a leading
 //! `~` expanded and are otherwise taken relative to the config file's
 //! directory.
+//!
+//! This file holds the validated types and re-exports the one [`load`]
+//! every caller uses. It does no parsing, checking or I/O itself: the raw
+//! mirror is `raw`, the checks `check`, positions and messages
+//! `diagnostics`, files and includes [`layers`], collections
+//! [`collection`], team documents [`remote`], and loading `load`. The
+//! children depend on these types; nothing here names a child's items
+//! through `crate::config::` paths.
 
 mod check;
 pub mod collection;

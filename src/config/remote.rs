@@ -10,6 +10,11 @@
 //! (`<cache dir>/team/`), which config loading reads offline: a registry
 //! that is down leaves the last good copy in force, and status says since
 //! when.
+//!
+//! The lowest of the config's loading modules: it knows the validated
+//! types but not how files are layered or collections expanded, and it
+//! must not depend on [`crate::config::layers`] or
+//! [`crate::config::collection`], which depend on it.
 
 use std::path::{Path, PathBuf};
 

@@ -136,16 +136,10 @@ type KnownTargets = BTreeMap<String, Option<PathBuf>>;
 impl Checker<'_> {
     /// Records a problem at the start of `span`.
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let (path, line, column) = match self.sources.locate(span.start) {
-            Some((file, line, column)) => (file.name.clone(), line, column),
-            None => (self.path.to_path_buf(), 1, 1),
-        };
-        self.diagnostics.push(Diagnostic {
-            path,
-            line,
-            column,
-            message: message.into(),
-        });
+        let d = self
+            .sources
+            .diagnostic(span.start, message.into(), self.path);
+        self.diagnostics.push(d);
     }
 
     /// `~` expansion, then relative to the directory of the file that

@@ -34,6 +34,10 @@
 //! in the cache (see [`crate::config::remote`]). A fragment that breaks the rules,
 //! or a skill in it that does not validate, is left out and reported in
 //! status; the rest of the config keeps working.
+//!
+//! It reads files and the team cache but fetches nothing, and checks no
+//! rule beyond how files merge: the merged document goes to
+//! `Config::check_merged`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -87,16 +91,10 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn error_at(&mut self, offset: usize, message: impl Into<String>) {
-        let (path, line, column) = match self.sources.locate(offset) {
-            Some((f, l, c)) => (f.name.clone(), l, c),
-            None => (PathBuf::new(), 1, 1),
-        };
-        self.diagnostics.push(Diagnostic {
-            path,
-            line,
-            column,
-            message: message.into(),
-        });
+        let d = self
+            .sources
+            .diagnostic(offset, message.into(), Path::new(""));
+        self.diagnostics.push(d);
     }
 
     /// Reads a local file and, recursively, its includes.
@@ -474,16 +472,10 @@ struct Merger<'s, 'd> {
 
 impl<'s> Merger<'s, '_> {
     fn error_at(&mut self, offset: usize, message: impl Into<String>) {
-        let (path, line, column) = match self.sources.locate(offset) {
-            Some((f, l, c)) => (f.name.clone(), l, c),
-            None => (PathBuf::new(), 1, 1),
-        };
-        self.diagnostics.push(Diagnostic {
-            path,
-            line,
-            column,
-            message: message.into(),
-        });
+        let d = self
+            .sources
+            .diagnostic(offset, message.into(), Path::new(""));
+        self.diagnostics.push(d);
     }
 
     /// A file over its includes.
