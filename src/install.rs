@@ -27,9 +27,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::fs::unique;
-// re-exported for callers not yet moved
-pub(crate) use crate::fs::sync_dir;
+use crate::fs::{sync_dir, unique};
 
 /// Prefix of staging directories (new trees being prepared).
 pub const STAGING_PREFIX: &str = ".skillsync-staging.";

@@ -10,6 +10,7 @@
 //!   overridable by environment, then by the config's two directories).
 //! - [`config`]: `skills.toml` parsed and validated into types that cannot be
 //!   invalid; every error names the file, line and column.
+//! - [`name`]: the one rule for skill and target names.
 //! - [`config::layers`]: the system file, the user's file and their includes
 //!   (local, globbed, or remote `oci://` fragments) merged key by key, each
 //!   setting's origin kept.
@@ -80,6 +81,7 @@ pub mod lock;
 pub mod logging;
 pub mod manifest;
 pub mod memory;
+pub mod name;
 pub mod ownership;
 pub mod paths;
 pub mod provenance;

@@ -337,19 +337,6 @@ pub fn tag_of(reference: &str) -> Option<&str> {
     tail.rfind(':').map(|i| &tail[i + 1..])
 }
 
-/// Whether `name` is a valid SkillCard `metadata.name`:
-/// `^[a-z0-9]+(-[a-z0-9]+)*$`, at most 64 characters.
-pub fn is_valid_name(name: &str) -> bool {
-    name.len() <= 64
-        && !name.is_empty()
-        && name.split('-').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
-}
-
 fn validate(provenance: &Provenance) -> Result<()> {
     let source = &provenance.source;
     let bad_source = |reason| ProvenanceError::InvalidInput {
@@ -539,7 +526,7 @@ fn minimal_card(
     provenance: &Provenance,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Mapping> {
-    if !is_valid_name(name) {
+    if !crate::name::is_valid(name) {
         return Err(ProvenanceError::InvalidInput {
             field: "name",
             value: name.to_string(),

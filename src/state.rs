@@ -21,8 +21,6 @@ use serde::{Deserialize, Serialize};
 use crate::channel::Status;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{sync_dir, Options};
-// re-exported for callers not yet moved
-pub(crate) use crate::fs::write_atomic;
 use crate::reference::Digest;
 use crate::tree::TreeRecord;
 
@@ -282,7 +280,7 @@ impl Store {
     }
 
     fn file(dir: &Path, name: &str) -> Result<PathBuf> {
-        if !crate::provenance::is_valid_name(name) {
+        if !crate::name::is_valid(name) {
             return Err(Error::State {
                 path: dir.to_path_buf(),
                 reason: format!("{name:?} is not a skill name"),
@@ -404,7 +402,7 @@ impl Store {
                         .file_name()
                         .to_str()
                         .and_then(|f| f.strip_suffix(".json"))
-                        .filter(|n| crate::provenance::is_valid_name(n))
+                        .filter(|n| crate::name::is_valid(n))
                     {
                         names.push(name.to_string());
                     }

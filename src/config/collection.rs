@@ -16,14 +16,16 @@
 //! The document comes from the team cache ([`crate::config::remote`]); a collection
 //! not fetched yet, or whose document is broken, adds nothing and says why
 //! in status.
+//!
+//! It reads the cache but fetches nothing and writes nothing; it must not
+//! depend on [`crate::config::layers`].
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::layers::{CachedCopy, CollectionInfo, SkillOrigin};
-use crate::config::remote::{collection_key, TeamCache};
-use crate::config::{Config, Selector, Skill};
+use crate::config::remote::{collection_key, parse_remote, TeamCache, MAX_DOCUMENT_SIZE};
+use crate::config::{CachedCopy, Collection, CollectionInfo, Config, Selector, Skill, SkillOrigin};
 use crate::reference::ImageRef;
 
 /// The `apiVersion` skillctl writes.
@@ -81,7 +83,7 @@ struct RawEntry {
 /// Parses a collection document; every problem is an error naming the
 /// entry.
 pub fn parse(text: &str) -> Result<CollectionDoc, String> {
-    if text.len() as u64 > crate::config::remote::MAX_DOCUMENT_SIZE {
+    if text.len() as u64 > MAX_DOCUMENT_SIZE {
         return Err("the document is too large".into());
     }
     let raw: RawDoc =
@@ -101,8 +103,7 @@ pub fn parse(text: &str) -> Result<CollectionDoc, String> {
     let mut skills: Vec<Entry> = Vec::new();
     for (i, e) in raw.skills.into_iter().enumerate() {
         let which = format!("skills[{i}] ({:?})", e.name);
-        crate::config::check_name(&e.name)
-            .map_err(|why| format!("{which}: invalid name: {why}"))?;
+        crate::name::check(&e.name).map_err(|why| format!("{which}: invalid name: {why}"))?;
         if skills.iter().any(|s| s.name == e.name) {
             return Err(format!("{which}: listed twice"));
         }
@@ -123,7 +124,7 @@ pub fn parse(text: &str) -> Result<CollectionDoc, String> {
 
 /// `host/repo:tag` or `host/repo@sha256:...`.
 fn split_image(image: &str) -> Result<(ImageRef, Selector), String> {
-    let (image, selector) = crate::config::layers::parse_remote(image)?;
+    let (image, selector) = parse_remote(image)?;
     Ok((image, selector))
 }
 
@@ -132,135 +133,155 @@ pub fn expand(config: &mut Config, team_cache: Option<&Path>) {
     let cache = team_cache.map(TeamCache::new);
     let collections: Vec<_> = config.collections.values().cloned().collect();
     for c in collections {
-        let key = collection_key(&c.image, &c.selector);
         let mut info = CollectionInfo {
             name: c.name.clone(),
-            image: match &c.selector {
-                Selector::Tag(t) => format!("{}:{t}", c.image),
-                Selector::Digest(d) => format!("{}@{d}", c.image),
-                Selector::Channel {
-                    channel,
-                    version: Some(v),
-                } => format!("{} ({channel} {v})", c.image),
-                Selector::Channel {
-                    channel,
-                    version: None,
-                } => format!("{} ({channel})", c.image),
-            },
+            image: describe(&c),
             cached: None,
             version: None,
             skills: Vec::new(),
             refresh_error: None,
             error: None,
         };
-        let record = match &cache {
-            Some(cache) => cache.read(&key),
-            None => {
-                info.error = Some("not fetched yet".into());
-                config.layers.collections.push(info);
-                continue;
-            }
-        };
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                info.error = Some(e.to_string());
-                config.layers.collections.push(info);
-                continue;
-            }
-        };
-        info.refresh_error = record.last_error.clone();
-        let (Some(text), Some(digest), Some(fetched_at)) =
-            (record.content, record.digest, record.fetched_at)
-        else {
-            if info.refresh_error.is_none() {
-                info.error = Some("not fetched yet".into());
-            }
-            config.layers.collections.push(info);
-            continue;
-        };
-        info.cached = Some(CachedCopy {
-            digest: digest.clone(),
-            fetched_at,
-        });
-        let doc = match parse(&text) {
-            Ok(d) => d,
-            Err(e) => {
-                info.error = Some(format!("{}@{digest}: {e}", c.image));
-                config.layers.collections.push(info);
-                continue;
-            }
-        };
-        info.version = Some(match &doc.version {
-            Some(v) => format!("{} {v}", doc.name),
-            None => doc.name.clone(),
-        });
-        let mut notes = Vec::new();
-        for entry in doc.skills {
-            if config.layers.disabled.contains(&entry.name) {
-                continue;
-            }
-            if config.skills.contains_key(&entry.name) {
-                if config
-                    .layers
-                    .origins
-                    .get(&entry.name)
-                    .is_some_and(|o| o.defined_at.starts_with("collection "))
-                {
-                    notes.push(format!(
-                        "{} is also in an earlier collection, whose entry is used",
-                        entry.name
-                    ));
-                }
-                continue;
-            }
-            if !entry.image.registry.contains(['.', ':'])
-                && entry.image.registry != "localhost"
-                && !config.registries.contains_key(&entry.image.registry)
-            {
-                notes.push(format!(
-                    "{}: {} is not a registry host",
-                    entry.name, entry.image
-                ));
-                continue;
-            }
-            // A user's `[skills.NAME] targets = [...]` without an image.
-            let targets = config
-                .layers
-                .pending
-                .get(&entry.name)
-                .cloned()
-                .flatten()
-                .unwrap_or_else(|| c.targets.clone());
-            let skill = Skill {
-                name: entry.name.clone(),
-                image: entry.image.clone(),
-                selector: entry.selector.clone(),
-                targets,
-                on_drift: c.on_drift,
-                on_archived: c.on_archived,
-                adopt: false,
-                verify: crate::config::verify_for(
-                    &entry.image,
-                    &config.repositories,
-                    &config.registries,
-                    &config.default_verify,
-                ),
-            };
-            config.layers.origins.insert(
-                entry.name.clone(),
-                SkillOrigin {
-                    defined_at: format!("collection {} ({}@{})", c.name, c.image, digest),
-                    settings: Vec::new(),
-                },
-            );
-            info.skills.push(entry.name.clone());
-            config.skills.insert(entry.name, skill);
-        }
-        if !notes.is_empty() {
-            info.error = Some(notes.join("; "));
+        if let Some((doc, digest)) = cached_doc(cache.as_ref(), &c, &mut info) {
+            add_skills(config, &c, doc, &digest, &mut info);
         }
         config.layers.collections.push(info);
+    }
+}
+
+/// `HOST/REPO` and what the collection follows, for status.
+fn describe(c: &Collection) -> String {
+    match &c.selector {
+        Selector::Tag(t) => format!("{}:{t}", c.image),
+        Selector::Digest(d) => format!("{}@{d}", c.image),
+        Selector::Channel {
+            channel,
+            version: Some(v),
+        } => format!("{} ({channel} {v})", c.image),
+        Selector::Channel {
+            channel,
+            version: None,
+        } => format!("{} ({channel})", c.image),
+    }
+}
+
+/// The collection's document and its manifest digest, from the cache;
+/// `None` when there is no usable copy (`info` says why).
+fn cached_doc(
+    cache: Option<&TeamCache>,
+    c: &Collection,
+    info: &mut CollectionInfo,
+) -> Option<(CollectionDoc, String)> {
+    let Some(cache) = cache else {
+        info.error = Some("not fetched yet".into());
+        return None;
+    };
+    let record = match cache.read(&collection_key(&c.image, &c.selector)) {
+        Ok(r) => r,
+        Err(e) => {
+            info.error = Some(e.to_string());
+            return None;
+        }
+    };
+    info.refresh_error = record.last_error.clone();
+    let (Some(text), Some(digest), Some(fetched_at)) =
+        (record.content, record.digest, record.fetched_at)
+    else {
+        if info.refresh_error.is_none() {
+            info.error = Some("not fetched yet".into());
+        }
+        return None;
+    };
+    info.cached = Some(CachedCopy {
+        digest: digest.clone(),
+        fetched_at,
+    });
+    match parse(&text) {
+        Ok(doc) => Some((doc, digest)),
+        Err(e) => {
+            info.error = Some(format!("{}@{digest}: {e}", c.image));
+            None
+        }
+    }
+}
+
+/// Adds the entries of collection `c`'s document that no skill of the
+/// user's (or of an earlier collection) already names.
+fn add_skills(
+    config: &mut Config,
+    c: &Collection,
+    doc: CollectionDoc,
+    digest: &str,
+    info: &mut CollectionInfo,
+) {
+    info.version = Some(match &doc.version {
+        Some(v) => format!("{} {v}", doc.name),
+        None => doc.name.clone(),
+    });
+    let mut notes = Vec::new();
+    for entry in doc.skills {
+        if config.layers.disabled.contains(&entry.name) {
+            continue;
+        }
+        if config.skills.contains_key(&entry.name) {
+            if config
+                .layers
+                .origins
+                .get(&entry.name)
+                .is_some_and(|o| o.defined_at.starts_with("collection "))
+            {
+                notes.push(format!(
+                    "{} is also in an earlier collection, whose entry is used",
+                    entry.name
+                ));
+            }
+            continue;
+        }
+        if !entry.image.registry.contains(['.', ':'])
+            && entry.image.registry != "localhost"
+            && !config.registries.contains_key(&entry.image.registry)
+        {
+            notes.push(format!(
+                "{}: {} is not a registry host",
+                entry.name, entry.image
+            ));
+            continue;
+        }
+        // A user's `[skills.NAME] targets = [...]` without an image.
+        let targets = config
+            .layers
+            .pending
+            .get(&entry.name)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| c.targets.clone());
+        let skill = Skill {
+            name: entry.name.clone(),
+            image: entry.image.clone(),
+            selector: entry.selector.clone(),
+            targets,
+            on_drift: c.on_drift,
+            on_archived: c.on_archived,
+            adopt: false,
+            verify: crate::config::verify_for(
+                &entry.image,
+                &config.repositories,
+                &config.registries,
+                &config.default_verify,
+            ),
+        };
+        config.layers.origins.insert(
+            entry.name.clone(),
+            SkillOrigin {
+                defined_at: format!("collection {} ({}@{})", c.name, c.image, digest),
+                settings: Vec::new(),
+            },
+        );
+        info.skills.push(entry.name.clone());
+        config.skills.insert(entry.name, skill);
+    }
+    if !notes.is_empty() {
+        info.error = Some(notes.join("; "));
     }
 }
 

@@ -10,6 +10,11 @@
 //! (`<cache dir>/team/`), which config loading reads offline: a registry
 //! that is down leaves the last good copy in force, and status says since
 //! when.
+//!
+//! The lowest of the config's loading modules: it knows the validated
+//! types but not how files are layered or collections expanded, and it
+//! must not depend on [`crate::config::layers`] or
+//! [`crate::config::collection`], which depend on it.
 
 use std::path::{Path, PathBuf};
 
@@ -147,7 +152,7 @@ impl TeamCache {
         };
         std::fs::create_dir_all(&self.dir).map_err(|e| err(e.to_string()))?;
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| err(e.to_string()))?;
-        crate::state::write_atomic(&path, &bytes).map_err(|e| err(e.to_string()))
+        crate::fs::write_atomic(&path, &bytes).map_err(|e| err(e.to_string()))
     }
 }
 
@@ -161,6 +166,43 @@ pub fn collection_key(image: &ImageRef, selector: &Selector) -> String {
             None => format!("collection {image} {channel}"),
         },
     }
+}
+
+/// `HOST/REPO:TAG` or `HOST/REPO@sha256:...`.
+pub fn parse_remote(reference: &str) -> Result<(ImageRef, Selector), String> {
+    let hint = "write oci://HOST/REPOSITORY:TAG or oci://HOST/REPOSITORY@sha256:...";
+    let (repo, selector) = if let Some((repo, digest)) = reference.split_once('@') {
+        let digest = digest
+            .parse()
+            .map_err(|e| format!("invalid digest ({e}); {hint}"))?;
+        (repo, Selector::Digest(digest))
+    } else {
+        let slash = reference.rfind('/').unwrap_or(0);
+        match reference[slash..].rfind(':') {
+            Some(colon) => {
+                let (repo, tag) = reference.split_at(slash + colon);
+                (repo, Selector::Tag(tag[1..].to_string()))
+            }
+            None => return Err(format!("no tag or digest; {hint}")),
+        }
+    };
+    let image: ImageRef = repo.parse().map_err(|e| format!("{e}; {hint}"))?;
+    if image.repository.is_empty()
+        || !(image.registry.contains(['.', ':']) || image.registry == "localhost")
+    {
+        return Err(format!("{repo:?} is not HOST/REPOSITORY; {hint}"));
+    }
+    if let Selector::Tag(t) = &selector {
+        if t.is_empty()
+            || t.len() > 128
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(format!("invalid tag {t:?}; {hint}"));
+        }
+    }
+    Ok((image, selector))
 }
 
 /// What one refresh did.

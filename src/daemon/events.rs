@@ -115,7 +115,7 @@ impl EventLog {
         }
         let bytes = serde_json::to_vec(&*lock(&self.list));
         let result = bytes.map_err(|e| e.to_string()).and_then(|bytes| {
-            crate::state::write_atomic(&self.path, &bytes).map_err(|e| e.to_string())
+            crate::fs::write_atomic(&self.path, &bytes).map_err(|e| e.to_string())
         });
         if let Err(e) = result {
             tracing::warn!("keeping events in {}: {e}", self.path.display());

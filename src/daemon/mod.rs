@@ -67,68 +67,7 @@ pub use sources::config_sources;
 /// How long passes under way may take to finish after a shutdown request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Loads the config at `path`, first bringing its remote includes and
-/// collections up to date in the team cache (unless `refresh` is false:
-/// then the cached copies are used as they are). A fragment can add
-/// collections, so this goes round until nothing new appears (at most
-/// three times).
-pub async fn load_config(
-    path: &std::path::Path,
-    paths: &Paths,
-    refresh: bool,
-) -> std::result::Result<Config, crate::config::ConfigError> {
-    let mut config = Config::load(path)?;
-    if !refresh {
-        return Ok(config);
-    }
-    for _ in 0..3 {
-        if config.layers.remote.is_empty() && config.collections.is_empty() {
-            break;
-        }
-        let refreshed = refresh_team(&config, paths, None).await;
-        if refreshed.changed > 0 {
-            config = Config::load(path)?;
-        }
-        // Only a new copy can name more documents.
-        if refreshed.updated == 0 {
-            break;
-        }
-    }
-    Ok(config)
-}
-
-/// Checks the remote includes and collections of `config` (through
-/// `sources`, or sources built for it), storing what changed in the team
-/// cache.
-pub async fn refresh_team(
-    config: &Config,
-    paths: &Paths,
-    sources: Option<&crate::source::Sources>,
-) -> crate::config::remote::Refreshed {
-    if config.layers.remote.is_empty() && config.collections.is_empty() {
-        return crate::config::remote::Refreshed::default();
-    }
-    let dirs = paths.clone().with_dirs(
-        config.daemon.state_dir.as_deref(),
-        config.daemon.cache_dir.as_deref(),
-    );
-    let cache = crate::config::remote::TeamCache::new(&dirs.cache_dir);
-    let built;
-    let sources = match sources {
-        Some(s) => s,
-        None => match crate::source::Sources::new(&config.into()) {
-            Ok(s) => {
-                built = s;
-                &built
-            }
-            Err(e) => {
-                tracing::warn!("remote includes and collections not checked: {e}");
-                return crate::config::remote::Refreshed::default();
-            }
-        },
-    };
-    crate::config::remote::refresh(config, sources, &cache).await
-}
+pub use crate::config::{load_config, refresh_team};
 
 /// Builds the engine for a config and repairs what a crash left behind.
 /// State and cache go where `[daemon]` says, unless the environment

@@ -111,10 +111,11 @@ impl Daemon {
                 changed: Vec::new(),
             }
         };
-        let config = match Config::load(&self.config.path) {
-            Ok(c) => c,
-            Err(e) => return rejected(self, e.to_string()),
-        };
+        let config =
+            match crate::config::load(&self.config.path, &crate::config::LoadOptions::from_env()) {
+                Ok(c) => c,
+                Err(e) => return rejected(self, e.to_string()),
+            };
         let old = self.engine();
         warn_restart_settings(old.config(), &config);
         let engine = match old.reconfigured(config) {

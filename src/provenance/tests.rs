@@ -312,7 +312,7 @@ fn missing_skill_yaml_gets_a_minimal_card() {
     let card: Card = yaml_serde::from_str(&text).unwrap();
     assert_eq!(card.api_version, API_VERSION);
     assert_eq!(card.kind, KIND);
-    assert!(is_valid_name(&card.metadata.name));
+    assert!(crate::name::is_valid(&card.metadata.name));
     assert_eq!(card.metadata.name, "pr-reviewer");
     assert_eq!(card.metadata.display_name.as_deref(), Some("PR Reviewer"));
     assert_eq!(card.metadata.namespace, "acme/platform");
@@ -367,8 +367,8 @@ fn minimal_card_needs_a_valid_name() {
         );
     }
     assert!(!dir.path().join(SKILL_YAML).exists());
-    assert!(is_valid_name("a1-b2-c3"));
-    assert!(is_valid_name(&"a".repeat(64)));
+    assert!(crate::name::is_valid("a1-b2-c3"));
+    assert!(crate::name::is_valid(&"a".repeat(64)));
 }
 
 #[test]

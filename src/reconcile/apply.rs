@@ -317,7 +317,7 @@ fn fill_staging(job: &Job, staging: &Path) -> Result<TreeRecord> {
     // All of it durable before the tree is visible (with fsyncs: the
     // marker's entry in the staging root).
     if each_file {
-        install::sync_dir(staging)?;
+        crate::fs::sync_dir(staging)?;
     } else {
         #[cfg(target_os = "linux")]
         install::sync_filesystem(staging)?;

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use skillsyncd::config::Config;
+use skillsyncd::config::{self, Config, LoadOptions};
 use skillsyncd::daemon;
 use skillsyncd::paths::Paths;
 
@@ -32,7 +32,7 @@ pub(crate) fn check(config: Option<&Path>) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match Config::load(&path) {
+    match config::load(&path, &LoadOptions::from_env()) {
         Ok(c) => {
             // Trust is checked offline too: key files, and what the
             // containers policy says of each skill.
@@ -66,7 +66,7 @@ pub(crate) fn show_config(config: Option<&Path>, explain: Option<&str>) -> ExitC
         Ok(p) => p,
         Err(code) => return code,
     };
-    let c = match Config::load(&path) {
+    let c = match config::load(&path, &LoadOptions::from_env()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
-use skillsyncd::config::Config;
+use skillsyncd::config::{self, Config, LoadOptions};
 use skillsyncd::control::client::{self, Client, ClientError};
 use skillsyncd::control::protocol::HoldAction;
 use skillsyncd::paths::Paths;
@@ -323,7 +323,7 @@ fn socket(args: &Args) -> anyhow::Result<PathBuf> {
     }
     let paths = Paths::from_env()?;
     let config_file = args.config.clone().unwrap_or(paths.config_file.clone());
-    let config = Config::load(&config_file).ok();
+    let config = config::load(&config_file, &LoadOptions::from_env()).ok();
     let configured = config.as_ref().and_then(configured_socket);
     let paths = match &config {
         Some(config) => paths.with_dirs(
