@@ -4,70 +4,64 @@
 //!
 //! # Layout
 //!
-//! The flow of one reconcile pass, module by module:
+//! The core is organised by the steps of a pass and the jobs of the daemon,
+//! so that a new capability is a new file beside its peers.
 //!
-//! - [`paths`]: where the config, state, cache and socket live (XDG dirs,
-//!   overridable by environment, then by the config's two directories).
-//! - [`config`]: `skills.toml` parsed and validated into types that cannot be
-//!   invalid; every error names the file, line and column.
-//! - [`name`]: the one rule for skill and target names.
-//! - [`config::layers`]: the system file, the user's file and their includes
-//!   (local, globbed, or remote `oci://` fragments) merged key by key, each
-//!   setting's origin kept.
-//! - [`config::collection`]: skillctl's `SkillCollection` documents and the skills
-//!   they add.
-//! - [`config::remote`]: remote fragments and collection documents fetched, verified
-//!   and cached (the last good copy stays in force).
-//! - [`config::sources`]: the source settings a configuration gives.
-//! - [`reference`](mod@reference): image references (`host[:port]/repository`) and digests.
-//! - [`channel`]: pure tag → version selection (published / testing / draft,
-//!   semver requirements) and lifecycle status rules.
-//! - [`manifest`]: OCI manifest and index parsing and validation of the
-//!   skillimage format.
-//! - [`source::auth`]: registry credentials from the files podman, skopeo and
-//!   docker use (`auth.json`, `config.json`), credential helpers run with a
-//!   timeout.
+//! **Configuration** ([`config`]): the validated types and the one
+//! [`config::load`]; `config::raw` (the serde mirror of the file),
+//! `config::check` (validation, one file per table), `config::diagnostics`
+//! (file:line:col), [`config::layers`] (system and user files and includes,
+//! merged key by key), [`config::collection`] (skillctl `SkillCollection`
+//! documents), [`config::remote`] (remote `oci://` team files and their
+//! cache), [`config::sources`] (the source settings a config gives).
+//! [`paths`] says where the config, state, cache and socket live (XDG dirs,
+//! overridable by environment); [`name`] is the one rule for skill names.
+//!
+//! **One pass** ([`reconcile`]): `reconcile/mod.rs` holds the `Engine` and
+//! `sync`, which reads load → hold? → resolve → trust → apply. Each step is
+//! a file: `resolve` (the digest the config wants), `trust` (signatures and
+//! policy, before any download), `survey` (what a target holds now), `plan`
+//! (pure: what to do per target), `apply` (fetch the layer once, unpack,
+//! swap into every target), `record` (what the state file gets), `report`
+//! (what a pass says), and beside the pass `prune`, `hold` (hold, rollback,
+//! resume, backups) and `upkeep` (crash recovery, garbage collection).
+//!
+//! **What a pass uses:**
+//! - [`reference`](mod@reference): image references and digests.
+//! - [`channel`]: pure tag → version selection and lifecycle status rules.
+//! - [`manifest`]: OCI manifest and index parsing, the skillimage format.
 //! - [`source`]: where images come from, behind one trait: a registry
-//!   (`source::registry`, speaking the distribution API over
-//!   `source::http`, with per-endpoint backoff in `source::backoff` and
-//!   registries.conf routes from `source::registries_conf`) or an OCI image
-//!   layout directory (`source::layout`), built from `source::SourceSettings`.
-//! - [`cache`]: content-addressed blob cache; digests computed while
-//!   streaming, sizes capped.
+//!   (`source::registry` over `source::http`, credentials from
+//!   [`source::auth`], per-endpoint backoff in `source::backoff`,
+//!   registries.conf routes in `source::registries_conf`) or an OCI image
+//!   layout (`source::layout`).
+//! - [`verify`]: cosign signatures, Sigstore bundles, the trust policy and
+//!   the containers `policy.json`.
+//! - [`cache`]: the content-addressed blob cache.
 //! - [`unpack`]: hostile-archive rules; a layer unpacked into a staging dir.
-//! - [`install`]: the atomic swap of a staged tree into `<target>/<name>`,
-//!   and crash recovery.
-//! - [`provenance`]: `provenance.source`/`commit` written into the installed
-//!   copy's `skill.yaml` as `skillctl install` does, so `skillctl list
-//!   --installed` and `skillctl upgrade` see what skillsyncd installed.
-//! - [`ownership`]: the marker that makes a folder recognisably ours, even
-//!   without the state file.
-//! - [`state`]: what is installed where, written atomically.
-//! - [`fs`]: the one place files are written atomically (temporary file,
-//!   rename, the fsyncs each caller needs), directory fsyncs and unique
-//!   temporary names.
-//! - [`tree`]: what an installed tree holds (per-file sha256, a tree hash)
-//!   and drift detection that reads only files whose size, mtime, ctime or
-//!   inode moved.
-//! - [`verify`]: signature verification (cosign signatures and Sigstore
-//!   bundles, key-based) and the trust policy (`verify` in `skills.toml`,
-//!   the containers `policy.json`), before any layer is downloaded.
-//! - [`reconcile`]: one pass for one skill: resolve, fetch, unpack, install,
-//!   record.
-//! - [`control`]: the control socket (HTTP/1.1 + JSON over a Unix socket):
-//!   wire types, server and client.
-//! - [`daemon`]: the scheduler: each skill on its own schedule, on-demand
-//!   passes, live reload, status, clean shutdown.
-//! - [`watch`]: the config file watch behind live reload.
-//! - [`lock`]: one daemon per state directory (an `flock` on
-//!   `<state dir>/skillsyncd.lock` holding the daemon's pid).
-//! - [`service`]: readiness, status, watchdog, reload and stop notifications
-//!   to systemd (`$NOTIFY_SOCKET`); a no-op elsewhere.
-//! - [`logging`]: the `tracing` subscriber: text or JSON on stderr, plain
-//!   under the journal, `RUST_LOG` filtering.
-//! - [`memory`]: freed heap handed back to the system when the daemon is
-//!   idle (glibc keeps it otherwise).
-//! - [`error`]: the library's error type.
+//! - [`install`]: the atomic swap into `<target>/<name>`, and its repair.
+//! - [`provenance`]: `skill.yaml` given its provenance as `skillctl` writes it.
+//! - [`ownership`]: the marker that makes a folder recognisably ours.
+//! - [`tree`]: per-file hashes of an installed tree, and drift detection.
+//! - [`state`]: one record per skill of what is installed where.
+//! - [`fs`]: the one place files are written atomically, directory fsyncs
+//!   and unique temporary names.
+//! - [`error`]: the library's error type, the blocking-task helper.
+//!
+//! **The daemon** ([`daemon`]): `daemon/mod.rs` holds `run` and the
+//! `Daemon`; `scheduler` (slots, timer queue, passes, poll offsets),
+//! `outcome` (a pass's stored result and its status view), `records` (what
+//! the state says before the first pass), `events` (the event log),
+//! `reload` (config reload keeping the last good config), `control` (the
+//! control socket's `Controller`), `sources` (the config's files for
+//! status). Around it: [`control`] (the control socket's wire types, server
+//! and client), [`watch`] (the config file watch), [`lock`] (one daemon per
+//! state directory), [`service`] (systemd notifications), [`logging`] (the
+//! `tracing` subscriber) and [`memory`] (freed heap handed back when idle).
+//!
+//! **Binaries** (`src/bin/`): `skillsyncd` runs the daemon or one pass;
+//! `skillsyncctl/` has `main.rs` (arguments, dispatch, exit codes), a file
+//! per group of commands and `render.rs` (tables and text).
 
 pub mod cache;
 pub mod channel;
