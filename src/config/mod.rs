@@ -162,7 +162,8 @@ pub struct DaemonSettings {
     pub poll_interval: Duration,
     /// Cap on a skill's unpacked size in bytes (default 64 MiB).
     pub max_skill_size: u64,
-    /// Cap on a skill's number of archive entries (default 10,000).
+    /// Cap on a skill's number of archive entries, and of files and
+    /// directories its unpacking creates (default 10,000).
     pub max_entries: u64,
     /// Overrides the state directory (`~` expanded, relative paths
     /// resolved against the config file's directory).
