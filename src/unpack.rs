@@ -15,9 +15,10 @@
 //!   is fine);
 //! - a path given twice, or used both as a file and as a directory;
 //! - archives over the [`Limits`]: total file bytes (checked before anything
-//!   is written), entry count, path depth and length, and the total size of
-//!   the decompressed stream, so a huge header or endless padding cannot
-//!   exhaust memory or time.
+//!   is written), entry count (the archive's entries, and every file and
+//!   directory created, a directory a file's path implies included), path
+//!   depth and length, and the total size of the decompressed stream, so a
+//!   huge header or endless padding cannot exhaust memory or time.
 //!
 //! Owners, mtimes and extended attributes are ignored; modes are normalised
 //! (directories 0755, files 0755 if any execute bit is set, else 0644).
@@ -50,7 +51,9 @@ pub struct Limits {
     /// Total size of all files, in bytes (the sum of the entries' sizes).
     pub max_bytes: u64,
     /// Number of archive entries (files, directories and headers the archive
-    /// lists as entries of their own).
+    /// lists as entries of their own), and of files and directories created:
+    /// a directory only implied by a file's path (`a/b/f` implies `a` and
+    /// `a/b`) counts too, each directory once however often it is named.
     pub max_entries: u64,
     /// Number of components in an entry's path (`a/b/c.md` has 3).
     pub max_depth: usize,
@@ -218,7 +221,8 @@ pub enum UnpackError {
         /// The limit.
         limit: u64,
     },
-    /// More entries than [`Limits::max_entries`].
+    /// More entries, or more files and directories created, than
+    /// [`Limits::max_entries`].
     #[error("layer has more than {limit} entries")]
     TooManyEntries {
         /// The limit.
@@ -318,7 +322,7 @@ pub fn unpack_tar_gz_with(
         meter: Rc::clone(&meter),
     };
 
-    let mut tree = Tree::open(dest, sync)?;
+    let mut tree = Tree::open(dest, sync, limits.max_entries)?;
     let mut archive = tar::Archive::new(metered);
     let mut entries_seen = 0u64;
     {
@@ -639,6 +643,9 @@ struct Tree {
     /// Directories created, in creation order (parents before children).
     dirs: Vec<String>,
     files: u64,
+    /// At most this many files and directories are created (the skill's
+    /// root, which exists already, not counted).
+    max_created: u64,
     bytes: u64,
     /// The directory the last entry went into, kept open for the next.
     last_parent: Option<(String, OwnedFd)>,
@@ -658,7 +665,7 @@ fn mode(bits: u32) -> Mode {
 }
 
 impl Tree {
-    fn open(dest: &Path, sync: SyncMode) -> Result<Tree, UnpackError> {
+    fn open(dest: &Path, sync: SyncMode, max_created: u64) -> Result<Tree, UnpackError> {
         let io_err = |source: io::Error| UnpackError::Io {
             path: dest.to_path_buf(),
             source,
@@ -677,10 +684,25 @@ impl Tree {
             nodes: HashMap::new(),
             dirs: Vec::new(),
             files: 0,
+            max_created,
             bytes: 0,
             last_parent: None,
             sync,
         })
+    }
+
+    /// Refuses to create one more file or directory past the cap. Called
+    /// before each creation, so a layer of a few entries with deep paths
+    /// cannot create directories by the thousand: every directory counts
+    /// once, when it is created, whether listed or implied by a path.
+    fn reserve(&self) -> Result<(), UnpackError> {
+        let created = self.files.saturating_add(self.dirs.len() as u64);
+        if created >= self.max_created {
+            return Err(UnpackError::TooManyEntries {
+                limit: self.max_created,
+            });
+        }
+        Ok(())
     }
 
     fn io_err(&self, rel: &str) -> impl FnOnce(io::Error) -> UnpackError {
@@ -746,6 +768,7 @@ impl Tree {
                         .map_err(|e| self.io_err(&rel)(e.into()))?
                 }
                 None => {
+                    self.reserve()?;
                     let fd = self.make_dir(parent, name, &rel, shown)?;
                     self.nodes.insert(rel.clone(), Node::Dir { listed: false });
                     self.dirs.push(rel.clone());
@@ -783,6 +806,7 @@ impl Tree {
             )));
         };
         let name = &components[components.len() - 1];
+        self.reserve()?;
         self.make_dir(parent.as_fd(), name, &rel, shown)?;
         self.nodes.insert(rel.clone(), Node::Dir { listed: true });
         self.dirs.push(rel);
@@ -811,6 +835,7 @@ impl Tree {
             )));
         };
         let name = components[components.len() - 1].as_str();
+        self.reserve()?;
         let file_mode = if exec { EXEC_MODE } else { FILE_MODE };
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;

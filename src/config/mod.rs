@@ -84,6 +84,11 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Smallest accepted `[daemon] poll_interval`.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Longest accepted `[daemon] poll_interval`: a week. A skill checked less
+/// often is better pinned; the bound also keeps every deadline computed
+/// from the interval far from the clock's limits.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Default `[daemon] max_skill_size`: 64 MiB.
 pub const DEFAULT_MAX_SKILL_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -91,6 +96,11 @@ pub const DEFAULT_MAX_SKILL_SIZE: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
 /// `[daemon] request_timeout` when not set.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shortest accepted `[daemon] request_timeout`.
+pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest accepted `[daemon] request_timeout`: an hour, for one tag list,
+/// HEAD or manifest request.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 /// `[daemon] jitter` when not set.
 pub const DEFAULT_JITTER: f64 = 0.1;
 /// `[daemon] generations` when not set.
@@ -147,11 +157,13 @@ pub struct Collection {
 /// `[daemon]` settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonSettings {
-    /// How often each skill is re-checked (default 5 minutes).
+    /// How often each skill is re-checked (default 5 minutes, from
+    /// [`MIN_POLL_INTERVAL`] to [`MAX_POLL_INTERVAL`]).
     pub poll_interval: Duration,
     /// Cap on a skill's unpacked size in bytes (default 64 MiB).
     pub max_skill_size: u64,
-    /// Cap on a skill's number of archive entries (default 10,000).
+    /// Cap on a skill's number of archive entries, and of files and
+    /// directories its unpacking creates (default 10,000).
     pub max_entries: u64,
     /// Overrides the state directory (`~` expanded, relative paths
     /// resolved against the config file's directory).
@@ -170,7 +182,8 @@ pub struct DaemonSettings {
     /// (default 0.1, at most 0.5).
     pub jitter: f64,
     /// The most one registry request (a tag list, a HEAD, a manifest) may
-    /// take, headers and body together (default 60 s).
+    /// take, headers and body together (default 60 s, from
+    /// [`MIN_REQUEST_TIMEOUT`] to [`MAX_REQUEST_TIMEOUT`]).
     pub request_timeout: Duration,
     /// How a new tree is made durable before it is swapped in.
     pub durability: Durability,

@@ -787,6 +787,60 @@ fn bad_durations() {
 }
 
 #[test]
+fn huge_durations_are_refused_where_they_are_written() {
+    // Each would overflow a deadline (`Instant + Duration`) or a status
+    // time past year 9999 if accepted.
+    let huge = [
+        "500000000000y",
+        "18446744073709551615s",
+        "8000y",
+        "7900y",
+        "8d",
+        "7days 1s",
+    ];
+    for raw in huge {
+        assert_one(
+            &with_ok(&format!(
+                "[daemon]\nprune = true\npoll_interval = \"{raw}\"\n"
+            )),
+            3,
+            17,
+            &[&format!(
+                "poll_interval \"{raw}\" is too long: the maximum is \"7d\""
+            )],
+        );
+    }
+    let c = parse_ok(&with_ok("[daemon]\npoll_interval = \"7d\"\n"));
+    assert_eq!(c.daemon.poll_interval, MAX_POLL_INTERVAL);
+
+    for raw in huge.iter().chain(&["61m", "2h"]) {
+        assert_one(
+            &with_ok(&format!("[daemon]\n  request_timeout = \"{raw}\"\n")),
+            2,
+            21,
+            &[&format!(
+                "request_timeout \"{raw}\" is too long: the maximum is \"1h\""
+            )],
+        );
+    }
+    let c = parse_ok(&with_ok("[daemon]\nrequest_timeout = \"1h\"\n"));
+    assert_eq!(c.daemon.request_timeout, MAX_REQUEST_TIMEOUT);
+    assert_one(
+        &with_ok("[daemon]\nrequest_timeout = \"500ms\"\n"),
+        2,
+        19,
+        &["request_timeout \"500ms\" is too short: the minimum is \"1s\""],
+    );
+
+    // Both at once: each reported at its own place, in file order.
+    let d = diagnostics(&with_ok(
+        "[daemon]\nrequest_timeout = \"8000y\"\npoll_interval = \"500000000000y\"\n",
+    ));
+    let at: Vec<(usize, usize)> = d.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(at, [(2, 19), (3, 17)], "{d:#?}");
+}
+
+#[test]
 fn bad_sizes() {
     let cases: &[(&str, &str)] = &[
         ("\"64XB\"", "has an unknown unit \"XB\""),

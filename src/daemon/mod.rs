@@ -46,7 +46,7 @@ use events::EventLog;
 use guard::lock;
 use outcome::rfc3339;
 use reload::{first_line, Running};
-use scheduler::{Command, Scheduler};
+use scheduler::{deadline, Command, Scheduler};
 
 mod control;
 mod events;
@@ -298,7 +298,10 @@ async fn serve_until(
 ) {
     // Remote includes and collections are checked once per poll interval
     // (they were checked just before start).
-    let mut next_team = tokio::time::Instant::now() + daemon.engine().config().daemon.poll_interval;
+    let mut next_team = deadline(
+        tokio::time::Instant::now(),
+        daemon.engine().config().daemon.poll_interval,
+    );
     // Watchdog pings come from this loop itself, so a stuck loop is not
     // masked by a healthy timer task.
     let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
@@ -323,7 +326,10 @@ async fn serve_until(
                 continue;
             }
             _ = tokio::time::sleep_until(next_team) => {
-                next_team = tokio::time::Instant::now() + daemon.engine().config().daemon.poll_interval;
+                next_team = deadline(
+                    tokio::time::Instant::now(),
+                    daemon.engine().config().daemon.poll_interval,
+                );
                 // Off this loop: a slow registry must not hold up the
                 // watchdog or a shutdown.
                 let daemon = daemon.clone();

@@ -2,7 +2,7 @@
 //! stored outcome, the skill's status view, what it follows. Does no I/O
 //! and starts no pass.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Selector, Skill};
 use crate::control::protocol::{SkillStatus, TargetStatus};
@@ -25,8 +25,15 @@ pub fn follows(skill: &Skill) -> String {
     }
 }
 
+/// The last second `humantime` can show, 9999-12-31T23:59:59Z.
+const LAST_SHOWN: Duration = Duration::from_secs(253_402_300_799);
+
+/// `t` in RFC 3339, to the second. A time outside 1970 to 9999 (which
+/// `humantime` cannot show: `to_string` would panic) is shown as the
+/// nearest of those limits.
 pub(super) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    let last = UNIX_EPOCH.checked_add(LAST_SHOWN).unwrap_or(UNIX_EPOCH);
+    humantime::format_rfc3339_seconds(t.clamp(UNIX_EPOCH, last)).to_string()
 }
 
 /// What a slot keeps of a pass's report: all of it but what only the pass

@@ -29,6 +29,17 @@ pub(super) const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// First retry delay after a failed pass; doubles up to the poll interval.
 pub const RETRY_MIN: Duration = Duration::from_secs(15);
 
+/// The longest wait a deadline of the daemon's is given (as tokio does for
+/// its own timers): the config bounds every wait far below it, and a wait
+/// past it is clamped rather than overflowing the clock.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `now + wait`, never panicking: `wait` is clamped to [`FAR_FUTURE`], and
+/// a deadline the clock cannot hold even then is `now`.
+pub(super) fn deadline(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait.min(FAR_FUTURE)).unwrap_or(now)
+}
+
 /// The wait before the next try after `failures` failed passes in a row:
 /// doubling from [`RETRY_MIN`], never longer than the poll interval.
 pub(super) fn retry_delay(failures: u32, interval: Duration) -> Duration {
@@ -227,7 +238,7 @@ impl Queue {
             self.ready.push_back(slot);
         } else if !view.stopped {
             self.keys += 1;
-            let key = (Instant::now() + delay, self.keys);
+            let key = (deadline(Instant::now(), delay), self.keys);
             view.due = Some(key);
             drop(view);
             self.timers.insert(key, slot);
@@ -422,7 +433,7 @@ impl Daemon {
         view.done += 1;
         view.checked = true;
         view.last_checked = Some(now);
-        view.next_check = Some(now + delay);
+        view.next_check = now.checked_add(delay);
         drop(view);
         self.sched.slot_changed.notify_waiters();
         self.pass_status();
@@ -463,7 +474,7 @@ impl Daemon {
         view.report = Some(kept(report));
         view.checked = true;
         view.last_checked = Some(now);
-        view.next_check = Some(now + delay);
+        view.next_check = now.checked_add(delay);
         drop(view);
         self.events.push(events);
         self.sched.slot_changed.notify_waiters();
@@ -502,7 +513,11 @@ impl Daemon {
         // After the pass at start, each skill keeps a stable offset of its
         // own, so a fleet restarted at once spreads its polls.
         if first {
-            delay + poll_offset(&skill.name, interval, current.config().daemon.jitter)
+            delay.saturating_add(poll_offset(
+                &skill.name,
+                interval,
+                current.config().daemon.jitter,
+            ))
         } else {
             delay
         }

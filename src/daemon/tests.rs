@@ -1,12 +1,13 @@
 //! Unit tests of the daemon: pruning and unmanaged folders at start, a
-//! pass that panics, poll offsets.
+//! pass that panics, poll offsets, deadlines and times that cannot
+//! overflow.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::guard::lock;
-use super::scheduler::{offset_for, PANIC_IN};
+use super::scheduler::{deadline, offset_for, PANIC_IN};
 use super::*;
 use crate::control::protocol::EventKind;
 use crate::control::protocol::HoldAction;
@@ -159,6 +160,29 @@ fn poll_offsets_are_stable_bounded_and_spread() {
     assert!(
         offset_for("m1", "x", hour, 0.9) < Duration::from_secs(1800),
         "capped at half"
+    );
+}
+
+#[test]
+fn deadlines_and_shown_times_never_overflow() {
+    let now = tokio::time::Instant::now();
+    let hour = Duration::from_secs(3600);
+    assert_eq!(deadline(now, hour), now + hour);
+    // `Instant + Duration::MAX` panics; a deadline is clamped instead.
+    let far = deadline(now, Duration::MAX);
+    assert!(far > now + Duration::from_secs(365 * 24 * 3600), "{far:?}");
+
+    let epoch = std::time::UNIX_EPOCH;
+    assert_eq!(
+        super::outcome::rfc3339(epoch + Duration::from_secs(1_735_689_600)),
+        "2025-01-01T00:00:00Z"
+    );
+    // Past year 9999 humantime's Display fails and `to_string` panics.
+    let year_10026 = epoch + Duration::from_secs(8056 * 365 * 24 * 3600);
+    assert_eq!(super::outcome::rfc3339(year_10026), "9999-12-31T23:59:59Z");
+    assert_eq!(
+        super::outcome::rfc3339(epoch - Duration::from_secs(1)),
+        "1970-01-01T00:00:00Z"
     );
 }
 

@@ -142,7 +142,9 @@ impl Backoff {
                     .unwrap_or((now, 0));
                 let failures = failures.saturating_add(1);
                 let delay = next_delay(failures, self.base, MAX_BACKOFF, e.retry_after(), random);
-                let next_try = now + delay;
+                // `delay` is at most MAX_BACKOFF; a clock too near its end
+                // to add it tries again at once rather than panicking.
+                let next_try = now.checked_add(delay).unwrap_or(now);
                 tracing::warn!(
                     endpoint,
                     failures,

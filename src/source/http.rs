@@ -384,7 +384,12 @@ impl Http {
                     .token(call, realm, service.as_deref(), &scope, credential)
                     .await?;
                 let header = secret_header(&format!("Bearer {token}"));
-                let until = Instant::now() + life.saturating_sub(TOKEN_MARGIN);
+                // `expires_in` is the token service's word: a life too long
+                // for the clock makes a token used once, not a panic.
+                let now = Instant::now();
+                let until = now
+                    .checked_add(life.saturating_sub(TOKEN_MARGIN))
+                    .unwrap_or(now);
                 self.tokens
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -632,6 +632,67 @@ fn caps_entry_count() {
     s.unpack(&gz(&tar), &limits).unwrap();
 }
 
+/// `count` files `x{i}/a/.../f`, 30 path components each: 29 directories
+/// that only the file's path implies, and the file.
+fn deep_paths(count: usize) -> Tar {
+    let middle = "a/".repeat(28);
+    let mut tar = Tar::new();
+    for i in 0..count {
+        tar.file(&format!("x{i}/{middle}f"), b"");
+    }
+    tar
+}
+
+#[test]
+fn directories_implied_by_paths_count_as_entries() {
+    // 1,002 entries that would create 29,058 directories: refused at the
+    // default cap of 10,000, and nothing is created outside the staging
+    // directory.
+    let tar = deep_paths(1002).end();
+    let err = rejected(&tar);
+    assert!(
+        matches!(err, UnpackError::TooManyEntries { limit: 10_000 }),
+        "{err:?}"
+    );
+
+    // Just under and at the cap: 333 such paths create 9,990 directories
+    // and files, ten more files make 10,000.
+    let mut tar = deep_paths(333);
+    for i in 0..10 {
+        tar.file(&format!("f{i}"), b"");
+    }
+    let tar = tar.end();
+    let s = Scratch::new();
+    let got =
+        unpack_tar_gz_with(&gz(&tar)[..], &s.dest, &Limits::default(), SyncMode::Caller).unwrap();
+    s.assert_contained();
+    assert_eq!((got.files, got.dirs), (343, 333 * 29));
+}
+
+#[test]
+fn each_directory_counts_once_whether_listed_or_implied() {
+    let limits = Limits {
+        max_entries: 3,
+        ..Limits::default()
+    };
+    // `a` and `a/b` are implied by the file, then listed: 3 created.
+    let tar = Tar::new().file("a/b/f", b"").dir("a/").dir("a/b/").end();
+    let s = Scratch::new();
+    let got = s.unpack(&gz(&tar), &limits).unwrap();
+    assert_eq!((got.files, got.dirs), (1, 2));
+    // One entry, but four things to create.
+    let err = rejected_with(&Tar::new().file("a/b/c/f", b"").end(), &limits);
+    assert!(
+        matches!(err, UnpackError::TooManyEntries { limit: 3 }),
+        "{err:?}"
+    );
+    let err = rejected_with(&Tar::new().dir("a/b/c/d/").end(), &limits);
+    assert!(
+        matches!(err, UnpackError::TooManyEntries { limit: 3 }),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn caps_depth() {
     let limits = Limits {

@@ -12,6 +12,7 @@ mod crash;
 mod credentials;
 mod daemon_service;
 mod demo_layout;
+mod hostile_config;
 mod ownership;
 mod polite;
 mod service_files;

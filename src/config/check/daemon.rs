@@ -2,42 +2,84 @@
 
 use std::time::Duration;
 
+use toml::Spanned;
+
 use super::Checker;
 use crate::config::raw::{RawDaemon, RawSize};
-use crate::config::{DaemonSettings, Durability, MIN_POLL_INTERVAL};
+use crate::config::{
+    DaemonSettings, Durability, MAX_POLL_INTERVAL, MAX_REQUEST_TIMEOUT, MIN_POLL_INTERVAL,
+    MIN_REQUEST_TIMEOUT,
+};
+
+/// A duration setting: its name, its bounds (each also as the user would
+/// write it, for the message) and examples of valid values.
+struct DurationRule {
+    name: &'static str,
+    min: (Duration, &'static str),
+    max: (Duration, &'static str),
+    examples: &'static str,
+}
+
+/// `[daemon] poll_interval`.
+const POLL_INTERVAL: DurationRule = DurationRule {
+    name: "poll_interval",
+    min: (MIN_POLL_INTERVAL, "1s"),
+    max: (MAX_POLL_INTERVAL, "7d"),
+    examples: "\"30s\", \"5m\" or \"1h\"",
+};
+
+/// `[daemon] request_timeout`.
+const REQUEST_TIMEOUT: DurationRule = DurationRule {
+    name: "request_timeout",
+    min: (MIN_REQUEST_TIMEOUT, "1s"),
+    max: (MAX_REQUEST_TIMEOUT, "1h"),
+    examples: "\"30s\" or \"2m\"",
+};
 
 impl Checker<'_> {
+    /// A duration setting within `rule`'s bounds; `None` (the problem
+    /// reported) when it is not one. The upper bound keeps every deadline
+    /// computed from a setting far from the clock's limits.
+    fn duration(&mut self, v: &Spanned<String>, rule: &DurationRule) -> Option<Duration> {
+        let (name, s) = (rule.name, v.get_ref());
+        let message = match humantime::parse_duration(s) {
+            Ok(d) if d < rule.min.0 => {
+                format!(
+                    "{name} {s:?} is too short: the minimum is \"{}\"",
+                    rule.min.1
+                )
+            }
+            Ok(d) if d > rule.max.0 => {
+                format!(
+                    "{name} {s:?} is too long: the maximum is \"{}\"",
+                    rule.max.1
+                )
+            }
+            Ok(d) => return Some(d),
+            Err(e) => format!(
+                "invalid {name} {s:?} ({e}): use a duration such as {}",
+                rule.examples
+            ),
+        };
+        self.error(v.span(), message);
+        None
+    }
+
     pub(super) fn check_daemon(&mut self, raw: RawDaemon) -> DaemonSettings {
         let mut out = DaemonSettings::default();
-        if let Some(v) = &raw.poll_interval {
-            let s = v.get_ref();
-            match humantime::parse_duration(s) {
-                Ok(d) if d < MIN_POLL_INTERVAL => self.error(
-                    v.span(),
-                    format!("poll_interval {s:?} is too short: the minimum is \"1s\""),
-                ),
-                Ok(d) => out.poll_interval = d,
-                Err(e) => self.error(
-                    v.span(),
-                    format!(
-                        "invalid poll_interval {s:?} ({e}): use a duration such as \"30s\", \"5m\" or \"1h\""
-                    ),
-                ),
-            }
+        if let Some(d) = raw
+            .poll_interval
+            .as_ref()
+            .and_then(|v| self.duration(v, &POLL_INTERVAL))
+        {
+            out.poll_interval = d;
         }
-        if let Some(v) = &raw.request_timeout {
-            let s = v.get_ref();
-            match humantime::parse_duration(s) {
-                Ok(d) if d >= Duration::from_secs(1) => out.request_timeout = d,
-                Ok(_) => self.error(
-                    v.span(),
-                    format!("request_timeout {s:?} is too short: the minimum is \"1s\""),
-                ),
-                Err(e) => self.error(
-                    v.span(),
-                    format!("invalid request_timeout {s:?} ({e}): use a duration such as \"30s\" or \"2m\""),
-                ),
-            }
+        if let Some(d) = raw
+            .request_timeout
+            .as_ref()
+            .and_then(|v| self.duration(v, &REQUEST_TIMEOUT))
+        {
+            out.request_timeout = d;
         }
         if let Some(v) = &raw.max_skill_size {
             match parse_size(v.get_ref()) {
