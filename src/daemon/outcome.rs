@@ -65,24 +65,7 @@ pub(super) fn kept(mut report: SkillReport) -> SkillReport {
 
 /// Nothing known of skill `name` yet: pending.
 pub(super) fn nothing(name: &str) -> SkillReport {
-    SkillReport {
-        name: name.to_string(),
-        image: String::new(),
-        version: None,
-        digest: None,
-        status: None,
-        state: SkillState::Pending,
-        error: None,
-        targets: Vec::new(),
-        changes: Vec::new(),
-        downloaded: 0,
-        held: None,
-        events: Vec::new(),
-        archived: false,
-        backups: Vec::new(),
-        served_by: None,
-        verification: None,
-    }
+    SkillReport::blank(name, String::new(), SkillState::Pending)
 }
 
 /// Where a skill is in its schedule, for its status view.

@@ -85,13 +85,19 @@ pub fn describe_backups(backups: &[Backup]) -> Vec<String> {
 impl SkillReport {
     /// A report for a pass of `skill`: in sync until a step says otherwise.
     pub(super) fn new(skill: &Skill) -> SkillReport {
+        SkillReport::blank(&skill.name, skill.image.to_string(), SkillState::InSync)
+    }
+
+    /// A report of skill `name` (image `image`) in `state` that says
+    /// nothing else yet.
+    pub fn blank(name: &str, image: String, state: SkillState) -> SkillReport {
         SkillReport {
-            name: skill.name.clone(),
-            image: skill.image.to_string(),
+            name: name.to_string(),
+            image,
             version: None,
             digest: None,
             status: None,
-            state: SkillState::InSync,
+            state,
             error: None,
             targets: Vec::new(),
             changes: Vec::new(),
@@ -99,7 +105,7 @@ impl SkillReport {
             held: None,
             events: Vec::new(),
             archived: false,
-            backups: prev_backups(None),
+            backups: Vec::new(),
             served_by: None,
             verification: None,
         }
